@@ -1,0 +1,56 @@
+"""The lineage ledger: runs, per-vector provenance, cost, watermarks, migrations, erasures.
+
+SQLite, one file (``~/.drift/ledger.db`` by default), safe for several
+processes writing at once. See ``schema.py`` for the tables.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .connection import DEFAULT_LEDGER_PATH, LEDGER_PATH_ENV, LedgerConnection, resolve_ledger_path
+from .reports import ReportsPart
+from .runs import RunsPart, new_run_id
+from .schema import SCHEMA_VERSION, ensure_schema
+from .vectors import Upsert, VectorsPart, VectorState
+from .watermarks import WatermarksPart
+
+__all__ = [
+    "DEFAULT_LEDGER_PATH",
+    "LEDGER_PATH_ENV",
+    "SCHEMA_VERSION",
+    "Ledger",
+    "Upsert",
+    "VectorState",
+    "new_run_id",
+    "open_ledger",
+    "resolve_ledger_path",
+]
+
+
+class Ledger(RunsPart, VectorsPart, ReportsPart, WatermarksPart):
+    """The ledger file, opened (and migrated to the current schema) on construction."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path: Path = resolve_ledger_path(path)
+        self._db = LedgerConnection(self.path)
+        with self._db.write() as conn:
+            ensure_schema(conn, self.path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r})"
+
+
+def open_ledger(ledger: Ledger | str | os.PathLike[str] | None) -> Ledger:
+    """Accept a Ledger, a path, or None (the default path)."""
+    return ledger if isinstance(ledger, Ledger) else Ledger(ledger)

@@ -1,0 +1,148 @@
+"""Ledger schema with a version and forward-only migrations.
+
+The version lives in ``PRAGMA user_version``. Opening an older ledger applies
+the missing steps in one transaction; opening a ledger from a newer release
+is refused rather than silently misread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..errors import LedgerError
+
+_V1 = """
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    model TEXT,
+    sink TEXT,
+    source TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    duration_s REAL,
+    n_rows INTEGER NOT NULL DEFAULT 0,
+    n_deduped INTEGER NOT NULL DEFAULT 0,
+    n_embedded INTEGER NOT NULL DEFAULT 0,
+    n_written INTEGER NOT NULL DEFAULT 0,
+    n_deleted INTEGER NOT NULL DEFAULT 0,
+    tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL,
+    cost_known INTEGER NOT NULL DEFAULT 1,
+    error TEXT,
+    dag_id TEXT,
+    task_id TEXT,
+    airflow_run_id TEXT,
+    try_number INTEGER,
+    details TEXT
+);
+CREATE INDEX runs_by_sink ON runs(sink, started_at);
+CREATE INDEX runs_by_start ON runs(started_at);
+
+CREATE TABLE vectors (
+    sink TEXT NOT NULL,
+    point_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    source_key TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    hash_scheme TEXT NOT NULL,
+    model TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    source_version INTEGER,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    deleted_at TEXT,
+    deleted_run_id TEXT,
+    deleted_version INTEGER,
+    PRIMARY KEY (sink, point_id)
+) WITHOUT ROWID;
+CREATE INDEX vectors_by_text ON vectors(model, content_hash) WHERE deleted_at IS NULL;
+CREATE INDEX vectors_by_key ON vectors(source, source_key);
+CREATE INDEX vectors_by_point ON vectors(point_id);
+
+CREATE TABLE sinks (
+    sink TEXT PRIMARY KEY,
+    model TEXT,
+    dim INTEGER,
+    distance TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
+CREATE TABLE watermarks (
+    source TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    run_id TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (source, sink)
+);
+
+CREATE TABLE migrations (
+    migration_id TEXT PRIMARY KEY,
+    strategy TEXT NOT NULL,
+    from_model TEXT NOT NULL,
+    to_model TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    target_sink TEXT,
+    state TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    details TEXT
+);
+CREATE INDEX migrations_by_sink ON migrations(sink, state);
+
+CREATE TABLE adapters (
+    adapter_id TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    sha256 TEXT,
+    kind TEXT NOT NULL,
+    from_model TEXT NOT NULL,
+    to_model TEXT NOT NULL,
+    sink TEXT,
+    d_new INTEGER,
+    d_old INTEGER,
+    arr REAL,
+    overlap REAL,
+    threshold REAL,
+    passed INTEGER,
+    run_id TEXT,
+    created_at TEXT NOT NULL,
+    details TEXT
+);
+
+CREATE TABLE erasures (
+    erasure_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    source_key TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    point_id TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    verified_at TEXT,
+    verified INTEGER NOT NULL DEFAULT 0,
+    proof TEXT
+);
+CREATE INDEX erasures_by_key ON erasures(source, source_key);
+"""
+
+#: (version, script) in order; append new steps, never edit old ones.
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1)]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def ensure_schema(conn: sqlite3.Connection, path: object) -> None:
+    """Bring the open ledger to SCHEMA_VERSION (caller holds a write transaction)."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > SCHEMA_VERSION:
+        raise LedgerError(
+            f"the ledger {path} has schema version {current}, newer than this release understands "
+            f"({SCHEMA_VERSION})",
+            hint="upgrade airflow-provider-drift, or point at another ledger file",
+        )
+    for version, script in MIGRATIONS:
+        if version > current:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")

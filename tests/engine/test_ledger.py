@@ -1,0 +1,132 @@
+"""The ledger: schema, provenance, reports, and many writers at once."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_drift.engine.errors import LedgerError
+from airflow_provider_drift.engine.ledger import SCHEMA_VERSION, Ledger, Upsert
+
+
+def test_new_ledger_has_current_schema_and_wal(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "ledger.db"
+    Ledger(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_ledger_from_a_newer_release_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    Ledger(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(LedgerError, match="newer"):
+        Ledger(path)
+
+
+def test_default_path_follows_environment(ledger_path: Path) -> None:
+    with Ledger() as led:
+        assert led.path == ledger_path
+
+
+def test_provenance_cost_and_deletion_round_trip(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.db")
+    run = led.start_run(
+        kind="embed",
+        model="m/a",
+        sink="s",
+        source="src",
+        run_context={"dag_id": "d", "task_id": "t", "run_id": "r1"},
+    )
+    led.record_upserts(
+        "s", [Upsert("p1", "src", "k1", "h1", 3), Upsert("p2", "src", "k2", "h2", 3)], model="m/a", run_id=run
+    )
+    led.finish_run(run, {"n_rows_processed": 2, "n_embedded": 2, "tokens": 10, "cost_usd": 0.5})
+
+    prov = led.provenance("p1")
+    assert prov is not None
+    assert (prov["source"], prov["source_key"], prov["content_hash"], prov["model"]) == (
+        "src",
+        "k1",
+        "h1",
+        "m/a",
+    )
+    assert prov["cost_usd"] == pytest.approx(0.25)
+    assert (prov["dag_id"], prov["task_id"], prov["airflow_run_id"]) == ("d", "t", "r1")
+    assert prov["deleted"] is False
+
+    run2 = led.start_run(kind="watch", model="m/a", sink="s", source="src")
+    led.record_deletes("s", ["p1"], run_id=run2, source_version=4)
+    led.finish_run(run2, {"n_deleted": 1})
+    prov = led.provenance("p1")
+    assert prov["deleted"] is True and prov["deleted_run_id"] == run2 and prov["deleted_version"] == 4
+    # A deleted point no longer counts as holding its text: a re-insert must pay again.
+    assert led.find_embedded("m/a", ["h1", "h2"], sink="s") == {"h2": "p2"}
+    assert led.lookup("s", ["p1"])["p1"].deleted
+    assert led.live_count("s") == 1
+
+    # Re-inserting brings it back to life.
+    led.record_upserts("s", [Upsert("p1", "src", "k1", "h1", 5)], model="m/a", run_id=run2)
+    assert not led.lookup("s", ["p1"])["p1"].deleted and led.live_count("s") == 2
+
+
+def test_cost_reports_keep_unknown_prices_visible(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.db")
+    for model, cost in [("openai/a", 1.25), ("openai/a", 0.75), ("x/unknown", None)]:
+        run = led.start_run(kind="embed", model=model, sink="s1", source="src")
+        led.finish_run(run, {"n_embedded": 1, "tokens": 5, "cost_usd": cost})
+    by_model = {r["model"]: r for r in led.cost_by_model()}
+    assert by_model["openai/a"]["cost_usd"] == pytest.approx(2.0)
+    assert by_model["openai/a"]["unpriced_runs"] == 0
+    assert by_model["x/unknown"]["cost_usd"] == 0 and by_model["x/unknown"]["unpriced_runs"] == 1
+    assert [r["sink"] for r in led.cost_by("sink")] == ["s1"]
+    assert len(led.cost_by("day")) == 1
+    assert [r["status"] for r in led.recent_runs("s1", 2)] == ["success", "success"]
+
+
+def test_watermark_never_moves_backwards(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.db")
+    assert led.get_watermark("src", "s") is None
+    led.set_watermark("src", "s", 7)
+    led.set_watermark("src", "s", 3)
+    assert led.get_watermark("src", "s") == 7
+
+
+def _writer(path: str, worker: int, n_runs: int, rows_per_run: int) -> None:
+    led = Ledger(path)
+    for r in range(n_runs):
+        run = led.start_run(kind="embed", model="m/a", sink="s", source=f"w{worker}")
+        led.record_upserts(
+            "s",
+            [
+                Upsert(f"{worker}-{r}-{i}", f"w{worker}", f"{r}-{i}", f"h{worker}-{r}-{i}")
+                for i in range(rows_per_run)
+            ],
+            model="m/a",
+            run_id=run,
+        )
+        led.finish_run(run, {"n_embedded": rows_per_run, "cost_usd": 0.001})
+    led.close()
+
+
+def test_parallel_writer_processes_lose_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    Ledger(path).close()
+    workers, runs, rows = 6, 15, 200
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, w, runs, rows)) for w in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * workers
+    led = Ledger(path)
+    assert led.live_count("s") == workers * runs * rows
+    assert led.sink_totals("s")["runs"] == workers * runs
+    assert led.sink_totals("s")["cost_usd"] == pytest.approx(workers * runs * 0.001)
