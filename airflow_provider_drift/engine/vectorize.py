@@ -1,0 +1,78 @@
+"""Get a vector for each distinct text: reuse one the sink already holds, else pay once.
+
+"Be pessimistic": a vector is reused only if the sink still returns the
+point *and* its payload still carries the same content hash and model —
+the ledger alone is not trusted to know what the sink holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .ledger import Ledger
+from .providers.base import EmbeddingProvider
+from .sinks.base import PAYLOAD_HASH, PAYLOAD_MODEL, Sink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Vectorized:
+    by_hash: dict[str, np.ndarray] = field(default_factory=dict)
+    n_embedded: int = 0
+    n_reused: int = 0
+    tokens: int = 0
+    cost_usd: float | None = 0.0
+
+
+def add_cost(total: float | None, more: float | None) -> float | None:
+    """Sum costs where any unknown part makes the whole unknown."""
+    return None if total is None or more is None else total + more
+
+
+def vectorize(
+    texts_by_hash: dict[str, str],
+    *,
+    provider: EmbeddingProvider,
+    sink: Sink,
+    ledger: Ledger,
+    reuse: bool,
+    chunk: int = 4096,
+) -> Vectorized:
+    """Vectors for the distinct texts given (content hash → text)."""
+    out = Vectorized()
+    wanted = list(texts_by_hash)
+    if reuse and wanted:
+        holders = ledger.find_embedded(provider.model, wanted, sink=sink.uri)
+        if holders:
+            stored = sink.fetch(list(set(holders.values())), with_vectors=True)
+            for h, pid in holders.items():
+                point = stored.get(pid)
+                if (
+                    point is not None
+                    and point.vector is not None
+                    and point.payload.get(PAYLOAD_HASH) == h
+                    and point.payload.get(PAYLOAD_MODEL) == provider.model
+                ):
+                    out.by_hash[h] = np.asarray(point.vector, dtype=np.float32)
+            out.n_reused = len(out.by_hash)
+    missing = [h for h in wanted if h not in out.by_hash]
+    for start in range(0, len(missing), chunk):
+        part = missing[start : start + chunk]
+        result = provider.embed([texts_by_hash[h] for h in part])
+        for h, vec in zip(part, result.vectors, strict=True):
+            out.by_hash[h] = vec
+        out.n_embedded += len(part)
+        out.tokens += result.tokens
+        out.cost_usd = add_cost(out.cost_usd, result.cost_usd)
+    return out
+
+
+def stack(vectors: Sequence[np.ndarray], dim: int) -> np.ndarray:
+    if not vectors:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.ascontiguousarray(np.vstack(vectors), dtype=np.float32)
