@@ -78,7 +78,7 @@ class VectorsPart(LedgerPart):
             conn.executemany(
                 "INSERT INTO vectors (sink, point_id, source, source_key, content_hash, hash_scheme, model,"
                 " run_id, source_version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT (sink, point_id) DO UPDATE SET source=excluded.source,"
+                " ON CONFLICT (point_id, sink) DO UPDATE SET source=excluded.source,"
                 " source_key=excluded.source_key, content_hash=excluded.content_hash,"
                 " hash_scheme=excluded.hash_scheme, model=excluded.model, run_id=excluded.run_id,"
                 " source_version=excluded.source_version, updated_at=excluded.updated_at,"
