@@ -9,8 +9,10 @@ leaves points the ledger does not know, which the next run simply rewrites
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +37,7 @@ from .sinks.base import (
 )
 from .sources import open_source
 from .vectorize import add_cost, stack, vectorize
+from .writer import BatchWriter, WriteJob
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +129,7 @@ def embed(
                 "delete_missing": delete_missing,
             },
         )
+        writer = BatchWriter(sink_obj, ledger_obj.path, on_written=lambda n: _add_written(run, n))
         try:
             if delete_missing:
                 ledger_obj.clear_seen()
@@ -144,14 +148,19 @@ def embed(
                 )
                 if delete_missing:
                     ledger_obj.mark_seen(rows.ids)
-                _write_batch(run, rows, provider, sink_obj, ledger_obj, reuse=dedup, store_text=store_text)
+                _submit_batch(
+                    run, rows, provider, sink_obj, ledger_obj, writer, reuse=dedup, store_text=store_text
+                )
                 run.duration_s = round(time.monotonic() - started, 3)
                 if progress:
                     progress(run)
+            writer.close()
             if delete_missing:
                 _delete_unseen(run, src.name, sink_obj, ledger_obj)
             sink_obj.flush()
         except BaseException as exc:
+            with contextlib.suppress(BaseException):
+                writer.close()  # what was paid for and queued still gets written and recorded
             run.status = "failed"
             run.duration_s = round(time.monotonic() - started, 3)
             ledger_obj.finish_run(run.run_id, run.to_dict(), status="failed", error=_describe(exc))
@@ -181,23 +190,41 @@ def _check_dimension(sink: Sink, dim: int, *, create: bool, distance: Distance) 
         )
 
 
-def _write_batch(
+_written_lock = threading.Lock()
+
+
+def _add_written(run: EmbedRun, n: int) -> None:
+    with _written_lock:
+        run.n_written += n
+
+
+def _submit_batch(
     run: EmbedRun,
     rows: RowBatch,
     provider: EmbeddingProvider,
     sink: Sink,
     ledger: Ledger,
+    writer: BatchWriter,
     *,
     reuse: bool,
     store_text: bool,
 ) -> None:
+    """Get vectors for the rows that need work and hand them to the writer."""
     run.n_rows_processed += len(rows.ids) + rows.n_skipped
     run.n_rows_deduped += rows.n_deduped
     run.n_skipped += rows.n_skipped
     if not rows.todo:
         return
     texts_by_hash = {rows.hashes[i]: rows.texts[i] for i in rows.todo}
-    got = vectorize(texts_by_hash, provider=provider, sink=sink, ledger=ledger, reuse=reuse)
+    got = vectorize(
+        texts_by_hash,
+        provider=provider,
+        sink=sink,
+        ledger=ledger,
+        reuse=reuse,
+        pending=writer.pending,
+        sink_lock=writer.sink_lock,
+    )
     run.n_embedded += got.n_embedded
     run.n_reused += got.n_reused
     run.tokens += got.tokens
@@ -215,19 +242,23 @@ def _write_batch(
         if store_text:
             payload[PAYLOAD_TEXT] = rows.texts[i]
         payloads.append(payload)
-    ids = [rows.ids[i] for i in rows.todo]
-    vectors = stack([got.by_hash[rows.hashes[i]] for i in rows.todo], provider.dim)
-    sink.upsert(PointBatch(ids=ids, vectors=vectors, payloads=payloads))
-    ledger.record_upserts(
-        sink.uri,
-        [
-            Upsert(rows.ids[i], run.source, rows.keys[i], rows.hashes[i], run.source_version)
-            for i in rows.todo
-        ],
-        model=provider.model,
-        run_id=run.run_id,
+    embedded_now = {h: v for h, v in got.by_hash.items() if h in got.embedded}
+    writer.submit(
+        WriteJob(
+            points=PointBatch(
+                ids=[rows.ids[i] for i in rows.todo],
+                vectors=stack([got.by_hash[rows.hashes[i]] for i in rows.todo], provider.dim),
+                payloads=payloads,
+            ),
+            provenance=[
+                Upsert(rows.ids[i], run.source, rows.keys[i], rows.hashes[i], run.source_version)
+                for i in rows.todo
+            ],
+            model=provider.model,
+            run_id=run.run_id,
+            new_vectors=embedded_now,
+        )
     )
-    run.n_written += len(ids)
 
 
 def _delete_unseen(run: EmbedRun, source: str, sink: Sink, ledger: Ledger) -> None:

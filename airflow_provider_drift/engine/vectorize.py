@@ -8,7 +8,8 @@ the ledger alone is not trusted to know what the sink holds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class Vectorized:
     by_hash: dict[str, np.ndarray] = field(default_factory=dict)
+    #: hashes of the texts the provider embedded in this call (not reused)
+    embedded: set[str] = field(default_factory=set)
     n_embedded: int = 0
     n_reused: int = 0
     tokens: int = 0
@@ -41,15 +44,28 @@ def vectorize(
     sink: Sink,
     ledger: Ledger,
     reuse: bool,
+    pending: Callable[[str], np.ndarray | None] | None = None,
+    sink_lock: AbstractContextManager[object] | None = None,
     chunk: int = 4096,
 ) -> Vectorized:
-    """Vectors for the distinct texts given (content hash → text)."""
+    """Vectors for the distinct texts given (content hash → text).
+
+    ``pending`` serves texts embedded earlier in this run whose batch is
+    still on its way to the sink (see writer.py).
+    """
     out = Vectorized()
     wanted = list(texts_by_hash)
+    if reuse and pending is not None:
+        for h in wanted:
+            vec = pending(h)
+            if vec is not None:
+                out.by_hash[h] = vec
+        wanted = [h for h in wanted if h not in out.by_hash]
     if reuse and wanted:
         holders = ledger.find_embedded(provider.model, wanted, sink=sink.uri)
         if holders:
-            stored = sink.fetch(list(set(holders.values())), with_vectors=True)
+            with sink_lock or nullcontext():
+                stored = sink.fetch(list(set(holders.values())), with_vectors=True)
             for h, pid in holders.items():
                 point = stored.get(pid)
                 if (
@@ -59,13 +75,14 @@ def vectorize(
                     and point.payload.get(PAYLOAD_MODEL) == provider.model
                 ):
                     out.by_hash[h] = np.asarray(point.vector, dtype=np.float32)
-            out.n_reused = len(out.by_hash)
+    out.n_reused = len(out.by_hash)
     missing = [h for h in wanted if h not in out.by_hash]
     for start in range(0, len(missing), chunk):
         part = missing[start : start + chunk]
         result = provider.embed([texts_by_hash[h] for h in part])
         for h, vec in zip(part, result.vectors, strict=True):
             out.by_hash[h] = vec
+        out.embedded.update(part)
         out.n_embedded += len(part)
         out.tokens += result.tokens
         out.cost_usd = add_cost(out.cost_usd, result.cost_usd)

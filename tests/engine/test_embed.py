@@ -282,3 +282,16 @@ def test_in_memory_frames_need_a_source_name(sink_uri: str) -> None:
         shadow_mode=True,
     )
     assert run.n_written == 3 and run.source == "crm.tickets"
+
+
+def test_a_text_repeated_in_later_batches_of_one_run_is_paid_once(tmp_path: Path, sink_uri: str) -> None:
+    # Batches of 4 rows; every text reappears 1, 2 and 5 batches later — while the
+    # batch that first embedded it may still be on its way to the sink.
+    texts = [f"shared text {i % 4}" for i in range(24)]
+    table = write(tmp_path / "t", {"id": list(range(24)), "body": texts})
+    provider = CountingProvider()
+    run = run_embed(table, sink_uri, provider, batch_size=4)
+    assert sorted(provider.texts_sent) == sorted(set(texts))
+    assert (run.n_embedded, run.n_reused, run.n_written) == (4, 20, 24)
+    assert sink_state(sink_uri) == expected_state(table, run.source)
+    assert status(sink_uri).in_agreement

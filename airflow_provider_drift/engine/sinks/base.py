@@ -113,6 +113,29 @@ class Sink(ABC):
     def with_collection(self, collection: str) -> Sink:
         """A handle on another collection of the same store (dual-write targets)."""
 
+    def distance(self) -> str | None:
+        """The collection's distance ("cosine", "dot", "euclid"), None if it does not exist."""
+        return None
+
+    # --- optional: aliases, for atomic cutover (capability "alias") ---
+
+    def list_collections(self) -> list[str]:
+        self.require("list_collections", for_what="listing collections")
+        raise NotImplementedError
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Point ``alias`` at ``collection`` in one atomic step (create or switch)."""
+        self.require("alias", for_what="an atomic cutover")
+        raise NotImplementedError
+
+    def resolve_alias(self, alias: str) -> str | None:
+        self.require("alias", for_what="resolving an alias")
+        raise NotImplementedError
+
+    def delete_alias(self, alias: str) -> None:
+        self.require("alias", for_what="deleting an alias")
+        raise NotImplementedError
+
     def flush(self) -> None:  # noqa: B027 - optional hook
         """Make writes durable; stores that persist on every call need nothing."""
 
