@@ -36,7 +36,7 @@ from .sinks.base import (
     Sink,
 )
 from .sources import open_source
-from .vectorize import add_cost, stack, vectorize
+from .vectorize import Vectorized, add_cost, stack, vectorize
 from .writer import BatchWriter, WriteJob
 
 log = logging.getLogger(__name__)
@@ -216,19 +216,41 @@ def _submit_batch(
     if not rows.todo:
         return
     texts_by_hash = {rows.hashes[i]: rows.texts[i] for i in rows.todo}
-    got = vectorize(
-        texts_by_hash,
-        provider=provider,
-        sink=sink,
-        ledger=ledger,
-        reuse=reuse,
-        pending=writer.pending,
-        sink_lock=writer.sink_lock,
-    )
+    try:
+        got = vectorize(
+            texts_by_hash,
+            provider=provider,
+            sink=sink,
+            ledger=ledger,
+            reuse=reuse,
+            pending=writer.pending,
+            sink_lock=writer.sink_lock,
+        )
+    except Exception as exc:
+        partial: Vectorized | None = getattr(exc, "vectorized", None)
+        if partial is not None:  # keep what was paid for: write the rows that have vectors
+            have = [i for i in rows.todo if rows.hashes[i] in partial.by_hash]
+            done = RowBatch(rows.keys, rows.texts, rows.ids, rows.hashes, have)
+            _submit_vectors(run, done, partial, provider, writer, store_text=store_text)
+        raise
+    _submit_vectors(run, rows, got, provider, writer, store_text=store_text)
+
+
+def _submit_vectors(
+    run: EmbedRun,
+    rows: RowBatch,
+    got: Vectorized,
+    provider: EmbeddingProvider,
+    writer: BatchWriter,
+    *,
+    store_text: bool,
+) -> None:
     run.n_embedded += got.n_embedded
     run.n_reused += got.n_reused
     run.tokens += got.tokens
     run.cost_usd = add_cost(run.cost_usd, got.cost_usd)
+    if not rows.todo:
+        return
     payloads = []
     for i in rows.todo:
         payload = {

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .ledger import Ledger
-from .providers.base import EmbeddingProvider
+from .providers.base import EmbeddingProvider, Embeddings
 from .sinks.base import PAYLOAD_HASH, PAYLOAD_MODEL, Sink
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def vectorize(
     reuse: bool,
     pending: Callable[[str], np.ndarray | None] | None = None,
     sink_lock: AbstractContextManager[object] | None = None,
-    chunk: int = 4096,
+    chunk: int | None = None,
 ) -> Vectorized:
     """Vectors for the distinct texts given (content hash → text).
 
@@ -77,16 +77,30 @@ def vectorize(
                     out.by_hash[h] = np.asarray(point.vector, dtype=np.float32)
     out.n_reused = len(out.by_hash)
     missing = [h for h in wanted if h not in out.by_hash]
-    for start in range(0, len(missing), chunk):
-        part = missing[start : start + chunk]
-        result = provider.embed([texts_by_hash[h] for h in part])
-        for h, vec in zip(part, result.vectors, strict=True):
-            out.by_hash[h] = vec
-        out.embedded.update(part)
-        out.n_embedded += len(part)
-        out.tokens += result.tokens
-        out.cost_usd = add_cost(out.cost_usd, result.cost_usd)
+    step = chunk or int(getattr(provider, "preferred_chunk", 4096))
+    for start in range(0, len(missing), step):
+        part = missing[start : start + step]
+        try:
+            result = provider.embed([texts_by_hash[h] for h in part])
+        except Exception as exc:
+            partial = getattr(exc, "partial", None)
+            if partial is not None:
+                # Vectors the provider already returned (and billed) before failing:
+                # hand them back so the caller stores them and the re-run never pays again.
+                _take(out, [part[p] for p in partial.positions], partial.embeddings)
+            exc.vectorized = out  # type: ignore[attr-defined]
+            raise
+        _take(out, part, result)
     return out
+
+
+def _take(out: Vectorized, hashes: Sequence[str], result: Embeddings) -> None:
+    for h, vec in zip(hashes, result.vectors, strict=True):
+        out.by_hash[h] = vec
+    out.embedded.update(hashes)
+    out.n_embedded += len(hashes)
+    out.tokens += result.tokens
+    out.cost_usd = add_cost(out.cost_usd, result.cost_usd)
 
 
 def stack(vectors: Sequence[np.ndarray], dim: int) -> np.ndarray:

@@ -9,6 +9,7 @@ engine builds its own client, with its own retries).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -58,9 +59,22 @@ def openai_provider_options(conn: Connection) -> dict[str, Any]:
         "base_url": client_kwargs.pop("base_url", None) or conn.host or None,
     }
     options.update({k: client_kwargs.pop(k) for k in CLIENT_KWARGS if k in client_kwargs})
+    # Prices (USD / 1M tokens): extra {"drift_prices": {"openai/m": 0.02}} or {"drift_price": 0.02}
+    options["price_table"] = _json_value(extra.get("drift_prices"))
+    options["price"] = _json_value(extra.get("drift_price"))
     if client_kwargs:
         log.warning(
             "connection %s: openai_client_kwargs %s are not used by drift's OpenAI provider",
             conn_id, sorted(client_kwargs),
         )  # fmt: skip
     return {k: v for k, v in options.items() if v is not None}
+
+
+def _json_value(value: Any) -> Any:
+    """Extras typed in the UI or a URI arrive as strings: decode JSON when they are."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

@@ -21,6 +21,7 @@ from airflow_provider_drift.engine.errors import (
 from airflow_provider_drift.engine.identity import content_hash, point_id
 from airflow_provider_drift.engine.ledger import Ledger
 from airflow_provider_drift.engine.providers.base import Embeddings
+from airflow_provider_drift.engine.providers.openai_provider import PartialEmbeddings
 from airflow_provider_drift.engine.providers.shadow import ShadowProvider
 from airflow_provider_drift.engine.sinks import open_sink
 from airflow_provider_drift.engine.status import status
@@ -31,15 +32,24 @@ MODEL = "openai/text-embedding-3-small"
 class CountingProvider(ShadowProvider):
     """Shadow vectors, plus a log of every text sent: the bill a real provider would send."""
 
-    def __init__(self, model: str = MODEL, *, dim: int = 64, fail_on_call: int | None = None) -> None:
+    def __init__(
+        self, model: str = MODEL, *, dim: int = 64, fail_on_call: int | None = None, partial: int = 0
+    ) -> None:
         super().__init__(model, dim=dim)
         self.calls: list[list[str]] = []
         self.fail_on_call = fail_on_call
+        self.partial = partial
 
     def embed(self, texts: Sequence[str]) -> Embeddings:
         if self.fail_on_call is not None and len(self.calls) + 1 == self.fail_on_call:
-            self.calls.append([])
-            raise ProviderUnavailableError("provider kept answering 503", hint="retry later")
+            # Like OpenAIProvider: requests that succeeded before the failure ride on the error.
+            got = list(texts[: self.partial])
+            self.calls.append(got)
+            error = ProviderUnavailableError("provider kept answering 503", hint="retry later")
+            if got:
+                done = super().embed(got)
+                error.partial = PartialEmbeddings(list(range(len(got))), done)  # type: ignore[attr-defined]
+            raise error
         self.calls.append(list(texts))
         result = super().embed(texts)
         return Embeddings(result.vectors, result.tokens, cost_usd=result.tokens * 0.02 / 1e6)
@@ -220,6 +230,20 @@ def test_provider_outage_half_way_keeps_what_was_paid_and_rerun_pays_the_rest(
     done = run_embed(table, sink_uri, healthy, batch_size=10)
     assert (done.n_rows_deduped, done.n_embedded) == (20, 20)
     assert set(healthy.texts_sent).isdisjoint(paid)
+    assert sink_state(sink_uri) == expected_state(table, done.source)
+
+
+def test_vectors_received_before_a_failure_are_kept(tmp_path: Path, sink_uri: str) -> None:
+    table = write(tmp_path / "t", tickets(30))
+    failing = CountingProvider(fail_on_call=2, partial=4)
+    with pytest.raises(ProviderUnavailableError):
+        run_embed(table, sink_uri, failing, batch_size=10)
+    paid = failing.texts_sent
+    assert len(paid) == 14  # batch 1, plus 4 texts of batch 2 before the outage
+    assert status(sink_uri).points == 14 and status(sink_uri).in_agreement
+    healthy = CountingProvider()
+    done = run_embed(table, sink_uri, healthy, batch_size=10)
+    assert done.n_embedded == 16 and set(healthy.texts_sent).isdisjoint(paid)
     assert sink_state(sink_uri) == expected_state(table, done.source)
 
 
