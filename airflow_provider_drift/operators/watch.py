@@ -40,7 +40,9 @@ def resolve_sink_spec(
     return SinkSpec(uri=default_sink_uri(str(collection)))
 
 
-def check_sink_args(*, sink: str | None, sink_conn_id: str | None, collection: str | None, sink_schema: str | None) -> None:
+def check_sink_args(
+    *, sink: str | None, sink_conn_id: str | None, collection: str | None, sink_schema: str | None
+) -> None:
     """Reject contradictory sink arguments when the DAG is parsed, not at run time."""
     if sink and sink_conn_id:
         raise ConfigError("pass either sink= or sink_conn_id=, not both", hint="keep one of them")
@@ -75,7 +77,9 @@ def as_version(value: Any, *, name: str) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a table version (an integer), got {value!r}", hint=f"fix {name}") from None
+        raise ConfigError(
+            f"{name} must be a table version (an integer), got {value!r}", hint=f"fix {name}"
+        ) from None
 
 
 class WatchOperator(BaseOperator):
@@ -104,7 +108,7 @@ class WatchOperator(BaseOperator):
     :param key_col: column identifying a row, e.g. the primary key (templated).
     :param model: ``provider/model`` (templated).
     :param mode: ``"watermark"`` (default) or ``"interval"``.
-    :param source_name: stable source name in point ids (default: from the path, as EmbedOperator) (templated).
+    :param source_name: stable source name in point ids (default: from the path, as for embed) (templated).
     :param sink: sink URI (templated). Exclusive with ``sink_conn_id``.
     :param sink_conn_id: a ``qdrant`` or ``postgres`` (pgvector) connection; needs ``collection``.
     :param collection: Qdrant collection or pgvector table (templated); alone: the embedded default sink.
@@ -194,7 +198,10 @@ class WatchOperator(BaseOperator):
     @cached_property
     def sink_spec(self) -> SinkSpec:
         return resolve_sink_spec(
-            sink=self.sink, sink_conn_id=self.sink_conn_id, collection=self.collection, sink_schema=self.sink_schema
+            sink=self.sink,
+            sink_conn_id=self.sink_conn_id,
+            collection=self.collection,
+            sink_schema=self.sink_schema,
         )
 
     @cached_property
@@ -236,8 +243,8 @@ class WatchOperator(BaseOperator):
         self.log.info(
             "watch %s (%s) v%s -> v%s: %d changes, %d inserted, %d updated, %d deleted, %d unchanged, "
             "%d stale skipped, %d embedded, cost %s",
-            run.sink, run.mode, run.since_version, run.to_version, run.n_changes, run.n_inserted, run.n_updated,
-            run.n_deleted, run.n_unchanged, run.n_stale_skipped, run.n_embedded,
+            run.sink, run.mode, run.since_version, run.to_version, run.n_changes, run.n_inserted,
+            run.n_updated, run.n_deleted, run.n_unchanged, run.n_stale_skipped, run.n_embedded,
             "unknown" if run.cost_usd is None else f"${run.cost_usd:.6f}",
         )  # fmt: skip
         return run.to_dict()
@@ -252,7 +259,10 @@ class WatchOperator(BaseOperator):
 
     def _asset_uri(self) -> str:
         return sink_asset_uri(
-            sink=self.sink, sink_conn_id=self.sink_conn_id, collection=self.collection, schema=self.sink_schema
+            sink=self.sink,
+            sink_conn_id=self.sink_conn_id,
+            collection=self.collection,
+            schema=self.sink_schema,
         )
 
     def _emit_rendered_asset(self, context: Context) -> None:

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from .connection import DEFAULT_LEDGER_PATH, LEDGER_PATH_ENV, LedgerConnection, resolve_ledger_path
+from .erasures import ErasuresPart
 from .reports import ReportsPart
 from .runs import RunsPart, new_run_id
 from .schema import SCHEMA_VERSION, ensure_schema
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 
-class Ledger(RunsPart, VectorsPart, ReportsPart, WatermarksPart):
+class Ledger(RunsPart, VectorsPart, ReportsPart, WatermarksPart, ErasuresPart):
     """The ledger file, opened (and migrated to the current schema) on construction."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:

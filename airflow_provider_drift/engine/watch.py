@@ -1,0 +1,407 @@
+"""watch(): keep a sink equal to a Delta table by applying its change data feed.
+
+Semantics (see docs/watch.md):
+
+* **Watermark** — per (source, sink), exclusive: the last version whose
+  changes are all applied. A run reads versions ``(watermark, end]`` and
+  moves the watermark to ``end`` only after every sink and ledger write of
+  the window succeeded; a run that fails leaves it where it was, and the
+  re-run repeats the window idempotently.
+* **Version guard** — the ledger remembers, per point, the source version
+  it reflects (``vectors.source_version``; deletes leave a tombstone). A
+  change at a version ``<=`` that is skipped, so windows replayed in any
+  order never apply an older state over a newer one, and versions
+  ``<=`` the watermark are never read again.
+* **First run** — with no watermark, the current snapshot is embedded in
+  full (``embed`` with ``delete_missing``: unchanged texts are not re-embedded)
+  and the watermark set to the snapshot version. ``full_refresh=True`` does
+  the same later, e.g. after a VACUUM removed change data.
+* **Interval mode** — ``interval=(start, end)`` applies only the commits
+  whose commit time is in ``[start, end)``: the same commits on every re-run.
+  It advances the watermark only when the commits it applied directly follow
+  it, so the watermark keeps meaning "everything up to here is applied".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .changes import CHANGE_TYPE, KEY, TEXT, VERSION, ChangeFeed, collapse, open_feed
+from .embed import DEFAULT_BATCH_SIZE, embed
+from .errors import ChangeFeedError, ConfigError, InvalidRowsError
+from .identity import content_hashes, point_ids
+from .ledger import Ledger, Upsert, open_ledger
+from .providers import EmbeddingProvider, get_provider
+from .records import WatchRun
+from .rows import OnInvalid
+from .sinks import open_sink
+from .sinks.base import (
+    PAYLOAD_HASH,
+    PAYLOAD_KEY,
+    PAYLOAD_MODEL,
+    PAYLOAD_RUN,
+    PAYLOAD_SOURCE,
+    PAYLOAD_TEXT,
+    PAYLOAD_VERSION,
+    Distance,
+    PointBatch,
+    Sink,
+)
+from .sources import open_source, source_name
+from .vectorize import add_cost, stack, vectorize
+
+log = logging.getLogger(__name__)
+
+_SHOW = 5
+
+
+def watch(
+    source_table: str,
+    *,
+    text_col: str,
+    key_col: str,
+    sink: str | Sink,
+    model: str,
+    since_version: int | None = None,
+    until_version: int | None = None,
+    shadow_mode: bool = False,
+    ledger: Ledger | str | os.PathLike[str] | None = None,
+    dim: int | None = None,
+    interval: tuple[datetime, datetime] | None = None,
+    full_refresh: bool = False,
+    source: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_invalid: OnInvalid = "error",
+    store_text: bool = False,
+    distance: Distance = "cosine",
+    provider: EmbeddingProvider | None = None,
+    provider_options: dict[str, Any] | None = None,
+    sink_options: dict[str, Any] | None = None,
+    spark: Any = None,
+    run_context: dict[str, Any] | None = None,
+) -> WatchRun:
+    """Apply the table's committed changes since the watermark to the sink and return what happened.
+
+    :param source_table: path/URI of the Delta table (a table name when ``spark`` is given).
+    :param since_version: apply versions after this one (exclusive) instead of the watermark when
+        it is later, or when there is no watermark (then no snapshot embed happens).
+    :param until_version: apply versions up to this one (inclusive) at most; default: the latest.
+    :param interval: ``(start, end)``: apply only commits whose commit time is in ``[start, end)``.
+    :param full_refresh: embed the current snapshot in full and move the watermark to it.
+    :param source: the source's stable name (default: derived from the path, as ``embed`` does).
+    :param on_invalid: a row whose final text is null/blank, or a change row without a key:
+        ``"error"`` fails the run before anything is written; ``"skip"`` leaves such rows out
+        (a row whose text became blank loses its vector).
+    """
+    started = time.monotonic()
+    if interval is not None and not interval[0] < interval[1]:
+        raise ConfigError(
+            f"the interval {interval[0]} → {interval[1]} is empty",
+            hint="interval mode needs data intervals of non-zero length: schedule the DAG with a "
+            "data-interval timetable, e.g. CronDataIntervalTimetable('@hourly', timezone='UTC')",
+        )
+    provider = provider or get_provider(model, shadow_mode=shadow_mode, dim=dim, options=provider_options)
+    own_sink = not isinstance(sink, Sink)
+    sink_obj: Sink = open_sink(sink, **(sink_options or {})) if isinstance(sink, str) else sink
+    own_ledger = not isinstance(ledger, Ledger)
+    led = open_ledger(ledger)
+    try:
+        name = _source_name(source_table, source=source, key_col=key_col, text_col=text_col, spark=spark)
+        watermark = led.get_watermark(name, sink_obj.uri)
+        if full_refresh or (watermark is None and since_version is None):
+            return _baseline(
+                source_table,
+                name=name,
+                text_col=text_col,
+                key_col=key_col,
+                sink=sink_obj,
+                ledger=led,
+                provider=provider,
+                shadow_mode=shadow_mode,
+                batch_size=batch_size,
+                on_invalid=on_invalid,
+                store_text=store_text,
+                distance=distance,
+                spark=spark,
+                run_context=run_context,
+                mode="full_refresh" if full_refresh else "baseline",
+            )
+        feed = open_feed(source_table, spark=spark)
+        floor = max(v for v in (watermark, since_version) if v is not None)
+        latest = feed.latest_version()
+        end = latest if until_version is None else min(until_version, latest)
+        if interval is not None:
+            versions = [v for v in feed.versions_between(*interval) if floor < v <= end]
+        else:
+            versions = list(range(floor + 1, end + 1))
+        run = WatchRun(
+            run_id="",
+            model=provider.model,
+            sink=sink_obj.uri,
+            source=name,
+            since_version=(versions[0] - 1) if versions else floor,
+            to_version=versions[-1] if versions else floor,
+            mode="interval" if interval is not None else "watermark",
+        )
+        sink_obj.ensure_collection(provider.dim, distance=distance)
+        led.register_sink(sink_obj.uri, model=provider.model, dim=provider.dim, distance=distance)
+        run.run_id = led.start_run(
+            kind="watch",
+            model=provider.model,
+            sink=sink_obj.uri,
+            source=name,
+            run_context=run_context,
+            params={
+                "text_col": text_col,
+                "key_col": key_col,
+                "since_version": since_version,
+                "until_version": until_version,
+                "watermark": watermark,
+                "interval": [t.isoformat() for t in interval] if interval else None,
+                "shadow_mode": shadow_mode,
+            },
+        )
+        try:
+            if versions:
+                _apply_window(
+                    run, feed, versions, interval is not None, key_col, text_col, on_invalid,
+                    provider, sink_obj, led, batch_size, store_text,
+                )  # fmt: skip
+                sink_obj.flush()
+            _advance_watermark(led, run, name, sink_obj.uri, versions, floor, interval is not None)
+        except BaseException as exc:
+            run.status = "failed"
+            run.duration_s = round(time.monotonic() - started, 3)
+            led.finish_run(run.run_id, run.to_dict(), status="failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        run.duration_s = round(time.monotonic() - started, 3)
+        led.finish_run(run.run_id, run.to_dict())
+        return run
+    finally:
+        if own_sink:
+            sink_obj.close()
+        if own_ledger:
+            led.close()
+
+
+def _source_name(table: str, *, source: str | None, key_col: str, text_col: str, spark: Any) -> str:
+    """The canonical source name embed() uses for this table, so both address the same points."""
+    if source:
+        return source
+    if spark is None:
+        return source_name(table)
+    with open_source(table, key_col=key_col, text_col=text_col, spark=spark) as src:
+        return str(src.name)
+
+
+def _baseline(
+    table: str,
+    *,
+    name: str,
+    sink: Sink,
+    ledger: Ledger,
+    provider: EmbeddingProvider,
+    mode: str,
+    **options: Any,
+) -> WatchRun:
+    """Embed the whole current snapshot, then mark everything current as of its version."""
+    done = embed(
+        table,
+        source=name,
+        model=provider.model,
+        sink=sink,
+        ledger=ledger,
+        provider=provider,
+        delete_missing=True,
+        **options,
+    )
+    if done.source_version is None:
+        raise ChangeFeedError(
+            f"{table} has no version: it is not a Delta table",
+            hint="watch reads the Delta change data feed; use `drift embed` for other sources",
+        )
+    ledger.advance_source_versions(sink.uri, name, done.source_version)
+    ledger.set_watermark(name, sink.uri, done.source_version, run_id=done.run_id)
+    return WatchRun(
+        run_id=done.run_id,
+        model=done.model,
+        sink=done.sink,
+        source=name,
+        since_version=None,
+        to_version=done.source_version,
+        n_changes=done.n_rows_processed,
+        n_inserted=done.n_written,
+        n_deleted=done.n_deleted,
+        n_unchanged=done.n_rows_deduped,
+        n_embedded=done.n_embedded,
+        n_written=done.n_written,
+        tokens=done.tokens,
+        cost_usd=done.cost_usd,
+        duration_s=done.duration_s,
+        mode=mode,
+        status=done.status,
+    )
+
+
+def _apply_window(
+    run: WatchRun,
+    feed: ChangeFeed,
+    versions: list[int],
+    only_listed: bool,
+    key_col: str,
+    text_col: str,
+    on_invalid: OnInvalid,
+    provider: EmbeddingProvider,
+    sink: Sink,
+    ledger: Ledger,
+    batch_size: int,
+    store_text: bool,
+) -> None:
+    """Read, collapse, check, then apply the window's final states in batches of keys."""
+    changes = feed.read(
+        versions[0],
+        versions[-1],
+        key_col=key_col,
+        text_col=text_col,
+        versions=versions if only_listed else None,
+    )
+    # Pre-images are not changes of their own, but collapse needs them: an update that changed the
+    # key leaves only a pre-image under the old key.
+    run.n_changes = changes.num_rows - (
+        pc.sum(pc.equal(changes.column(CHANGE_TYPE), "update_preimage")).as_py() or 0
+    )
+    changes = _check_keys(changes, key_col=key_col, on_invalid=on_invalid)
+    states = collapse(changes)
+    del changes
+    states = _check_texts(states, text_col=text_col, on_invalid=on_invalid)
+    for start in range(0, states.num_rows, batch_size):
+        _apply_batch(run, states.slice(start, batch_size), provider, sink, ledger, store_text)
+
+
+def _check_keys(changes: pa.Table, *, key_col: str, on_invalid: OnInvalid) -> pa.Table:
+    nulls = pc.is_null(changes.column(KEY))
+    n = pc.sum(nulls.cast(pa.int64())).as_py() or 0
+    if not n:
+        return changes
+    versions = sorted(set(pc.filter(changes.column(VERSION), nulls).to_pylist()))
+    if on_invalid == "error":
+        raise InvalidRowsError(
+            f"{n} changed row(s) have a null key in column {key_col!r} (versions {versions[:_SHOW]})",
+            hint="rows without a key cannot be tracked: fix the table, or pass on_invalid='skip' "
+            "(--on-invalid skip) to leave them out; the watermark did not move",
+        )
+    log.warning("skipping %d changed row(s) with a null %r (versions %s)", n, key_col, versions[:_SHOW])
+    return changes.filter(pc.invert(nulls))
+
+
+def _check_texts(states: pa.Table, *, text_col: str, on_invalid: OnInvalid) -> pa.Table:
+    """Reject (or turn into deletes) rows whose final text is null or blank — before any write."""
+    present = states.column("present")
+    text = states.column(TEXT)
+    blank = pc.or_kleene(pc.is_null(text), pc.equal(pc.utf8_trim_whitespace(text), ""))
+    bad = pc.and_(present, pc.fill_null(blank, True))
+    n = pc.sum(bad.cast(pa.int64())).as_py() or 0
+    if not n:
+        return states
+    shown = pc.filter(states.column(KEY), bad).to_pylist()[:_SHOW]
+    if on_invalid == "error":
+        raise InvalidRowsError(
+            f"{n} changed row(s) have a null or blank {text_col!r}, e.g. keys {shown}",
+            hint="fix the data, or pass on_invalid='skip' (--on-invalid skip): such rows then have no "
+            "vector; the watermark did not move",
+        )
+    log.warning("%d changed row(s) have a blank %r (e.g. %s): their vectors are removed", n, text_col, shown)
+    return states.set_column(
+        states.schema.get_field_index("present"), "present", pc.and_(present, pc.invert(bad))
+    )
+
+
+def _apply_batch(
+    run: WatchRun, states: pa.Table, provider: EmbeddingProvider, sink: Sink, ledger: Ledger, store_text: bool
+) -> None:
+    """Guard, then write the sink (upserts, deletes), then the ledger — the embed() order."""
+    keys: list[str] = states.column(KEY).to_pylist()
+    texts: list[str | None] = states.column(TEXT).to_pylist()
+    present: list[bool] = states.column("present").to_pylist()
+    versions: list[int] = states.column(VERSION).to_pylist()
+    ids = point_ids(run.source, keys)
+    known = ledger.lookup(sink.uri, ids)
+    live = [i for i, p in enumerate(present) if p]
+    row_hash = dict(zip(live, content_hashes([str(texts[i]) for i in live]), strict=True))
+    upserts: list[int] = []
+    deletes: list[int] = []
+    current: list[tuple[str, int]] = []
+    for i, pid in enumerate(ids):
+        state = known.get(pid)
+        if state is not None and state.source_version is not None and versions[i] <= state.source_version:
+            run.n_stale_skipped += 1  # the sink already reflects this key at a newer (or this) version
+            continue
+        if not present[i]:
+            deletes.append(i)
+            run.n_deleted += 1
+        elif state is None or state.deleted:
+            upserts.append(i)
+            run.n_inserted += 1
+        elif state.content_hash == row_hash[i] and state.model == provider.model:
+            current.append((pid, versions[i]))
+            run.n_unchanged += 1
+        else:
+            upserts.append(i)
+            run.n_updated += 1
+    if upserts:
+        texts_by_hash = {row_hash[i]: str(texts[i]) for i in upserts}
+        got = vectorize(texts_by_hash, provider=provider, sink=sink, ledger=ledger, reuse=True)
+        run.n_embedded += got.n_embedded
+        run.tokens += got.tokens
+        run.cost_usd = add_cost(run.cost_usd, got.cost_usd)
+        payloads = []
+        for i in upserts:
+            payload = {
+                PAYLOAD_KEY: keys[i],
+                PAYLOAD_SOURCE: run.source,
+                PAYLOAD_HASH: row_hash[i],
+                PAYLOAD_MODEL: provider.model,
+                PAYLOAD_RUN: run.run_id,
+                PAYLOAD_VERSION: versions[i],
+            }
+            if store_text:
+                payload[PAYLOAD_TEXT] = texts[i]
+            payloads.append(payload)
+        vectors = stack([got.by_hash[row_hash[i]] for i in upserts], provider.dim)
+        sink.upsert(PointBatch(ids=[ids[i] for i in upserts], vectors=vectors, payloads=payloads))
+        run.n_written += len(upserts)
+    if deletes:
+        sink.delete([ids[i] for i in deletes])
+    ledger.record_upserts(
+        sink.uri,
+        [Upsert(ids[i], run.source, keys[i], row_hash[i], versions[i]) for i in upserts],
+        model=provider.model,
+        run_id=run.run_id,
+    )
+    ledger.record_tombstones(
+        sink.uri,
+        [Upsert(ids[i], run.source, keys[i], "", versions[i]) for i in deletes],
+        model=provider.model,
+        run_id=run.run_id,
+    )
+    ledger.advance_versions(sink.uri, current)
+
+
+def _advance_watermark(
+    ledger: Ledger, run: WatchRun, source: str, sink: str, versions: list[int], floor: int, interval: bool
+) -> None:
+    """Move the watermark after a successful window; in interval mode only over a gap-free run of versions."""
+    if interval:
+        gap_free = versions == list(range(floor + 1, floor + 1 + len(versions)))
+        if not versions or not gap_free:
+            return
+    target = run.to_version
+    if target is not None and target > floor:
+        ledger.set_watermark(source, sink, target, run_id=run.run_id)
