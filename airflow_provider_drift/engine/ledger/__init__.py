@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .connection import DEFAULT_LEDGER_PATH, LEDGER_PATH_ENV, LedgerConnection, resolve_ledger_path
 from .erasures import ErasuresPart
+from .migrations import MigrationsPart
 from .reports import ReportsPart
 from .runs import RunsPart, new_run_id
 from .schema import SCHEMA_VERSION, ensure_schema
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 
-class Ledger(RunsPart, VectorsPart, ReportsPart, WatermarksPart, ErasuresPart):
+class Ledger(RunsPart, VectorsPart, ReportsPart, WatermarksPart, ErasuresPart, MigrationsPart):
     """The ledger file, opened (and migrated to the current schema) on construction."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
