@@ -49,8 +49,7 @@ def child_raw(table: str, sink_uri: str, batch: int) -> dict:
     for rb in src.batches():
         keys = rb.column("key").to_pylist()
         texts = rb.column("text").to_pylist()
-        pb = PointBatch(point_ids(src.name, keys), provider.embed(texts).vectors,
-                        [{"key": k} for k in keys])
+        pb = PointBatch(point_ids(src.name, keys), provider.embed(texts).vectors, [{"key": k} for k in keys])
         t0 = time.perf_counter()
         sink.upsert(pb)
         spent += time.perf_counter() - t0
@@ -68,11 +67,24 @@ def child_embed(table: str, sink_uri: str, ledger: str, batch: int) -> dict:
     out = {}
     for label in ("fresh", "rerun"):
         t0 = time.perf_counter()
-        run = embed(table, text_col="body", key_col="ticket_id", model=MODEL, sink=sink_uri,
-                    shadow_mode=True, ledger=ledger, batch_size=batch)
+        run = embed(
+            table,
+            text_col="body",
+            key_col="ticket_id",
+            model=MODEL,
+            sink=sink_uri,
+            shadow_mode=True,
+            ledger=ledger,
+            batch_size=batch,
+        )
         spent = time.perf_counter() - t0
-        out[label] = {"rows": run.n_rows_processed, "embedded": run.n_embedded, "written": run.n_written,
-                      "seconds": spent, "rows_per_s": run.n_rows_processed / spent}
+        out[label] = {
+            "rows": run.n_rows_processed,
+            "embedded": run.n_embedded,
+            "written": run.n_written,
+            "seconds": spent,
+            "rows_per_s": run.n_rows_processed / spent,
+        }
     out["peak_rss_mib"] = _peak_rss_mib()
     return out
 
@@ -108,14 +120,23 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix=f"run_{n}_", dir=root))  # fresh sinks and ledger every time
         raw = _run_child("raw", table, f"qdrant+local://{work}/raw/points")
         emb = _run_child("embed", table, f"qdrant+local://{work}/embed/points", str(work / "ledger.db"))
-        results.append({"n": n, "raw": raw, **emb, "ratio_fresh_to_raw": emb["fresh"]["rows_per_s"] / raw["rows_per_s"]})
-        print(f"N={n:>9,}  raw upsert {raw['rows_per_s']:>9,.0f} rows/s | fresh embed {emb['fresh']['rows_per_s']:>9,.0f}"
-              f" rows/s (ratio {results[-1]['ratio_fresh_to_raw']:.2f}) | re-run {emb['rerun']['rows_per_s']:>9,.0f}"
-              f" rows/s ({emb['rerun']['embedded']} embedded, {emb['rerun']['written']} written)"
-              f" | peak RSS embed {emb['peak_rss_mib']:,.0f} MiB", flush=True)
+        results.append(
+            {"n": n, "raw": raw, **emb, "ratio_fresh_to_raw": emb["fresh"]["rows_per_s"] / raw["rows_per_s"]}
+        )
+        fresh, rerun = emb["fresh"], emb["rerun"]
+        print(
+            f"N={n:>9,}  raw upsert {raw['rows_per_s']:>9,.0f} rows/s"
+            f" | fresh embed {fresh['rows_per_s']:>9,.0f} rows/s"
+            f" (ratio {results[-1]['ratio_fresh_to_raw']:.2f})"
+            f" | re-run {rerun['rows_per_s']:>9,.0f} rows/s"
+            f" ({rerun['embedded']} embedded, {rerun['written']} written)"
+            f" | peak RSS embed {emb['peak_rss_mib']:,.0f} MiB",
+            flush=True,
+        )
     if len(results) > 1:
         growth = results[-1]["peak_rss_mib"] / results[0]["peak_rss_mib"]
-        print(f"peak RSS growth {results[0]['n']:,} -> {results[-1]['n']:,} rows: {growth:.2f}x (target <= 1.5x)")
+        first, last = results[0]["n"], results[-1]["n"]
+        print(f"peak RSS growth {first:,} -> {last:,} rows: {growth:.2f}x (target <= 1.5x)")
         shutil.rmtree(work, ignore_errors=True)
     out = REPO / "dev" / "bench" / "results" / "embed.json"
     out.parent.mkdir(parents=True, exist_ok=True)
