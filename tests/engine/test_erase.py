@@ -108,5 +108,5 @@ def test_cli_erase(sinks: tuple[str, str, str], capsys: pytest.CaptureFixture[st
     assert out["status"] == "erased" and len(out["sinks"]) == 2
     assert main(["erase", "--source", source, "--key", "2"]) == 0
     assert "verified: the sink no longer returns it" in capsys.readouterr().out
-    assert main(["erase", "--source", "delta:///no/such/table", "--key", "1"]) == 1
+    assert main(["erase", "--source", "delta:///no/such/table", "--key", "1"]) == 2  # input error
     assert "nothing to erase" in capsys.readouterr().err
