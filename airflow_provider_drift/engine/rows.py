@@ -93,12 +93,7 @@ def plan_rows(
     ids = point_ids(source, good_keys)
     hashes = content_hashes(good_texts)
     if dedup:
-        states = ledger.lookup(sink, ids)
-        todo = []
-        for i, (pid, h) in enumerate(zip(ids, hashes, strict=True)):
-            state = states.get(pid)
-            if state is None or state.deleted or state.content_hash != h or state.model != model:
-                todo.append(i)
+        todo = ledger.stale_positions(sink, model, ids, hashes)
     else:
         todo = list(range(len(ids)))
     return RowBatch(good_keys, good_texts, ids, hashes, todo, len(ids) - len(todo), n_skipped)

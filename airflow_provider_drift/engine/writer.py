@@ -1,17 +1,28 @@
-"""Write batches (sink, then ledger) on a background thread while the next batch is prepared.
+"""Write batches on two background threads — sink, then ledger — while the next batch is prepared.
 
-Why a thread: reading, hashing and embedding the next batch and writing the
-current one are independent, and both the sink engines and SQLite release
-the GIL while they work, so on two cores overlapping them is most of the
-difference between "the pipeline" and "the sink alone".
+Why threads: reading, hashing and embedding the next batch, writing the sink
+and recording provenance are independent. The sink engines hold the GIL for
+much of an upsert, but SQLite releases it for its B-tree and WAL work, so
+the ledger stage runs on the other core beside the sink stage instead of
+after it.
 
-Ordering and safety are those of the sequential loop: each batch goes to
-the sink first, then to the ledger, in submission order. The writer has its
-own ledger connection (WAL lets the planner read beside it). Texts of
-batches that are queued but not yet recorded are served from ``pending`` so
-a text repeated in the next batch is still paid for once. If a write fails,
-the batches already embedded behind it (at most ``depth + 1``) are not
-written; their texts are paid again by the re-run — the price of overlap.
+Why the ledger stage coalesces: provenance keys are random UUIDs, so each
+transaction rewrites index pages all over the file; a larger transaction
+shares those pages among more rows. When the ledger falls behind, it takes
+every queued batch (up to ``_MAX_LEDGER_ROWS``) into one transaction, so the
+pipeline tunes itself to the slower stage.
+
+Ordering and safety are those of the sequential loop: a batch is recorded in
+the ledger only after the sink accepted it, in submission order ("sink
+first": a crash between the two leaves points the ledger does not know,
+which a re-run rewrites). On an error in either stage, every batch the sink
+already accepted is still recorded before ``close()`` raises; the batches
+embedded behind the failure (at most ``depth + 1``) are not written and
+their texts are paid again by the re-run — the price of overlap. A hard
+kill (SIGKILL, OOM) can lose the ledger records of up to
+``_MAX_LEDGER_ROWS`` rows the sink holds: the re-run embeds those again.
+Texts of batches not yet recorded are served from ``pending`` so a text
+repeated in a later batch is paid for once.
 """
 
 from __future__ import annotations
@@ -26,6 +37,9 @@ import numpy as np
 from .ledger import Ledger, Upsert
 from .sinks.base import PointBatch, Sink
 
+_MAX_LEDGER_ROWS = 65_536
+_NO_POINTS = PointBatch([], np.empty((0, 0), dtype=np.float32), [])
+
 
 @dataclass
 class WriteJob:
@@ -38,20 +52,25 @@ class WriteJob:
 
 
 class BatchWriter:
-    """A single writer thread with a bounded queue; ``close()`` drains it and re-raises its error."""
+    """A sink thread and a ledger thread; ``close()`` drains both and re-raises the first error."""
 
     def __init__(self, sink: Sink, ledger_path: object, *, on_written: Callable[[int], None], depth: int = 1):
         self._sink = sink
         self._ledger_path = ledger_path
         self._on_written = on_written
-        self._queue: queue.Queue[WriteJob | None] = queue.Queue(maxsize=depth)
+        self._to_sink: queue.Queue[WriteJob | None] = queue.Queue(maxsize=depth)
+        self._to_ledger: queue.Queue[WriteJob | None] = queue.Queue(maxsize=16)
         self._pending: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
         #: held while the writer uses the sink; take it to use the sink from another thread
         self.sink_lock = threading.Lock()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="drift-writer", daemon=True)
-        self._thread.start()
+        self._sink_thread = threading.Thread(target=self._sink_stage, name="drift-sink-writer", daemon=True)
+        self._ledger_thread = threading.Thread(
+            target=self._ledger_stage, name="drift-ledger-writer", daemon=True
+        )
+        self._sink_thread.start()
+        self._ledger_thread.start()
 
     def pending(self, content_hash: str) -> np.ndarray | None:
         with self._lock:
@@ -61,55 +80,108 @@ class BatchWriter:
         self._raise_if_failed()
         with self._lock:
             self._pending.update(job.new_vectors)
-        while True:
-            try:
-                self._queue.put(job, timeout=0.5)
-                return
-            except queue.Full:
-                self._raise_if_failed()
+        self._put(self._to_sink, job, self._sink_thread)
 
     def close(self) -> None:
-        """Wait for every submitted batch to be written, then raise the first write error, if any."""
-        if self._thread.is_alive():
-            while True:
-                try:
-                    self._queue.put(None, timeout=0.5)
-                    break
-                except queue.Full:
-                    if not self._thread.is_alive():
-                        break
-            self._thread.join()
+        """Wait for every submitted batch to be written and recorded, then raise the first error, if any."""
+        for q, thread in ((self._to_sink, self._sink_thread), (self._to_ledger, self._ledger_thread)):
+            if thread.is_alive():
+                self._put(q, None, thread, check=False)
+                thread.join()
         self._raise_if_failed()
+
+    def _put(
+        self,
+        q: queue.Queue[WriteJob | None],
+        item: WriteJob | None,
+        consumer: threading.Thread,
+        *,
+        check: bool = True,
+    ) -> None:
+        while True:
+            try:
+                q.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if check:
+                    self._raise_if_failed()
+                if not consumer.is_alive():
+                    return
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = exc
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
 
-    def _run(self) -> None:
-        ledger: Ledger | None = None
-        try:
-            ledger = Ledger(self._ledger_path)  # type: ignore[arg-type]
-        except BaseException as exc:
-            self._error = exc
+    def _sink_stage(self) -> None:
         try:
             while True:
-                job = self._queue.get()
+                job = self._to_sink.get()
                 if job is None:
                     return
                 if self._error is not None:
+                    self._forget(job)
                     continue  # drain without writing: order matters, a gap would be worse
                 try:
-                    assert ledger is not None
                     with self.sink_lock:
                         self._sink.upsert(job.points)
-                    ledger.record_upserts(self._sink.uri, job.provenance, model=job.model, run_id=job.run_id)
-                    self._on_written(len(job.points))
                 except BaseException as exc:
-                    self._error = exc
-                finally:
-                    with self._lock:
-                        for h in job.new_vectors:
-                            self._pending.pop(h, None)
+                    self._fail(exc)
+                    self._forget(job)
+                    continue
+                job.points = _NO_POINTS  # the ledger needs provenance only: free the vectors now
+                self._put(self._to_ledger, job, self._ledger_thread, check=False)
+        finally:
+            self._put(self._to_ledger, None, self._ledger_thread, check=False)
+
+    def _ledger_stage(self) -> None:
+        try:
+            ledger = Ledger(self._ledger_path)  # type: ignore[arg-type]
+        except BaseException as exc:
+            self._fail(exc)
+            ledger = None
+        try:
+            done = False
+            while not done:
+                jobs: list[WriteJob] = []
+                item = self._to_ledger.get()
+                while item is not None:
+                    jobs.append(item)
+                    if sum(len(j.provenance) for j in jobs) >= _MAX_LEDGER_ROWS:
+                        break
+                    try:
+                        item = self._to_ledger.get_nowait()
+                    except queue.Empty:
+                        break
+                done = item is None
+                if jobs:
+                    self._record(ledger, jobs)
         finally:
             if ledger is not None:
                 ledger.close()
+
+    def _record(self, ledger: Ledger | None, jobs: list[WriteJob]) -> None:
+        try:
+            if ledger is None:
+                return
+            # One transaction per (model, run): a writer serves one run, so normally one in all.
+            groups: dict[tuple[str, str], list[Upsert]] = {}
+            for job in jobs:
+                groups.setdefault((job.model, job.run_id), []).extend(job.provenance)
+            for (model, run_id), rows in groups.items():
+                ledger.record_upserts(self._sink.uri, rows, model=model, run_id=run_id)
+            self._on_written(sum(len(j.provenance) for j in jobs))
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            for job in jobs:
+                self._forget(job)
+
+    def _forget(self, job: WriteJob) -> None:
+        with self._lock:
+            for h in job.new_vectors:
+                self._pending.pop(h, None)

@@ -4,9 +4,10 @@
     .venv/bin/python dev/bench/bench_embed.py --sizes 100000 --sink-root /tmp/x
 
 Each measurement runs in its own child process so its peak RSS is its own:
-- ``raw``: the same texts' shadow vectors (computed outside the timer) upserted
-  straight into a fresh collection of the same sink engine, in 4096-point
-  batches: the physical limit the pipeline is compared with;
+- ``raw``: the same points embed() writes — ids, shadow vectors and payloads,
+  all computed outside the timer — upserted straight into a fresh collection
+  of the same sink engine, in 4096-point batches: the physical limit the
+  pipeline is compared with;
 - ``embed``: embed() from the Delta table into another fresh collection (shadow
   mode), then the same call again with nothing changed.
 Prints a table and writes JSON to dev/bench/results/embed.json.
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,21 +37,40 @@ def _peak_rss_mib() -> float:
 
 
 def child_raw(table: str, sink_uri: str, batch: int) -> dict:
-    from airflow_provider_drift.engine.identity import point_ids
+    from airflow_provider_drift.engine.identity import content_hashes, point_ids
     from airflow_provider_drift.engine.providers.shadow import ShadowProvider
     from airflow_provider_drift.engine.sinks import open_sink
-    from airflow_provider_drift.engine.sinks.base import PointBatch
+    from airflow_provider_drift.engine.sinks.base import (
+        PAYLOAD_HASH,
+        PAYLOAD_KEY,
+        PAYLOAD_MODEL,
+        PAYLOAD_RUN,
+        PAYLOAD_SOURCE,
+        PAYLOAD_VERSION,
+        PointBatch,
+    )
     from airflow_provider_drift.engine.sources import open_source
 
     provider = ShadowProvider(MODEL)
     sink = open_sink(sink_uri)
     sink.ensure_collection(provider.dim)
     src = open_source(table, key_col="ticket_id", text_col="body", batch_size=batch)
-    n, spent = 0, 0.0
+    n, spent, run_id = 0, 0.0, uuid.uuid4().hex
     for rb in src.batches():
         keys = rb.column("key").to_pylist()
         texts = rb.column("text").to_pylist()
-        pb = PointBatch(point_ids(src.name, keys), provider.embed(texts).vectors, [{"key": k} for k in keys])
+        payloads = [  # the very payload embed() writes, so both sides store the same points
+            {
+                PAYLOAD_KEY: k,
+                PAYLOAD_SOURCE: src.name,
+                PAYLOAD_HASH: h,
+                PAYLOAD_MODEL: MODEL,
+                PAYLOAD_RUN: run_id,
+                PAYLOAD_VERSION: src.version,
+            }
+            for k, h in zip(keys, content_hashes(texts), strict=True)
+        ]
+        pb = PointBatch(point_ids(src.name, keys), provider.embed(texts).vectors, payloads)
         t0 = time.perf_counter()
         sink.upsert(pb)
         spent += time.perf_counter() - t0

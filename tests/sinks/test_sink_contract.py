@@ -108,6 +108,19 @@ def test_upsert_overwrites_by_id(sink: Sink) -> None:
     assert sink.search(new.vectors[3], limit=1)[0].id == new.ids[3]
 
 
+def test_upsert_replaces_the_whole_payload_shared_fields_included(sink: Sink) -> None:
+    """Fields common to a batch (source, model, run) may be written apart: none may go stale."""
+    sink.ensure_collection(DIM)
+    batch = make_batch(12)
+    first = [{"key": p["key"], "source": "s1", "model": "m1", "run": "r1", "v": 0} for p in batch.payloads]
+    sink.upsert(PointBatch(batch.ids, batch.vectors, first))
+    second = [{"key": p["key"], "model": "m2", "v": 1 if i % 2 else True} for i, p in enumerate(first)]
+    sink.upsert(PointBatch(batch.ids, batch.vectors, second))
+    got = sink.fetch(batch.ids)
+    assert [got[pid].payload for pid in batch.ids] == second
+    assert [type(got[pid].payload["v"]) for pid in batch.ids] == [type(p["v"]) for p in second]
+
+
 def test_reupserting_the_same_batch_changes_nothing(sink: Sink) -> None:
     sink.ensure_collection(DIM)
     batch = make_batch(15)

@@ -53,6 +53,26 @@ class VectorsPart(LedgerPart):
             for r in rows
         }
 
+    def stale_positions(
+        self, sink: str, model: str, point_ids: Sequence[str], hashes: Sequence[str]
+    ) -> list[int]:
+        """Positions of the points ``sink`` does not hold with this text under this model.
+
+        The comparison runs inside SQLite (one statement per batch, only the
+        rows needing work come back) because a no-change re-run is exactly
+        this query over every row: it must cost microseconds per row, not a
+        Python object per row.
+        """
+        if not point_ids:
+            return []
+        rows = self._db.query(
+            "SELECT CAST(j.key AS INTEGER) FROM json_each(?) AS j LEFT JOIN vectors AS v"
+            " ON v.point_id = j.value ->> 0 AND v.sink = ? AND v.content_hash = j.value ->> 1"
+            " AND v.model = ? AND v.deleted_at IS NULL WHERE v.rowid IS NULL ORDER BY j.key",
+            (json.dumps(list(zip(point_ids, hashes, strict=True))), sink, model),
+        )
+        return [r[0] for r in rows]
+
     def find_embedded(self, model: str, hashes: Sequence[str], *, sink: str) -> dict[str, str]:
         """Live points in ``sink`` that already hold a vector of each text under ``model``.
 
