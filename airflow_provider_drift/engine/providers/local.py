@@ -112,7 +112,9 @@ class LocalProvider(EmbeddingProvider):
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
 
+                hf_logging.disable_progress_bar()  # a "Loading weights" bar per load would flood task logs
                 try:
                     self._model = SentenceTransformer(self.model_path, device=self.device)
                 except Exception as exc:
