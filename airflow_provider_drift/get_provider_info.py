@@ -60,7 +60,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": _INTEGRATION,
-                "python-modules": ["airflow_provider_drift.triggers.delta_cdf"],
+                "python-modules": [
+                    "airflow_provider_drift.triggers.delta_cdf",
+                    "airflow_provider_drift.triggers.openai_batch",
+                ],
             }
         ],
         "connection-types": [

@@ -108,7 +108,7 @@ def embed(
         dry_run=dry_run,
     )
     try:
-        _check_dimension(sink_obj, provider.dim, create=not dry_run, distance=distance)
+        check_dimension(sink_obj, provider.dim, create=not dry_run, distance=distance)
         if dry_run:
             return _plan(
                 run, src, provider, sink_obj, ledger_obj, dedup, key_col, text_col, on_invalid, started
@@ -129,7 +129,7 @@ def embed(
                 "delete_missing": delete_missing,
             },
         )
-        writer = BatchWriter(sink_obj, ledger_obj.path, on_written=lambda n: _add_written(run, n))
+        writer = BatchWriter(sink_obj, ledger_obj.path, on_written=lambda n: add_written(run, n))
         try:
             if delete_missing:
                 ledger_obj.clear_seen()
@@ -148,7 +148,7 @@ def embed(
                 )
                 if delete_missing:
                     ledger_obj.mark_seen(rows.ids)
-                _submit_batch(
+                submit_batch(
                     run, rows, provider, sink_obj, ledger_obj, writer, reuse=dedup, store_text=store_text
                 )
                 run.duration_s = round(time.monotonic() - started, 3)
@@ -163,7 +163,7 @@ def embed(
                 writer.close()  # what was paid for and queued still gets written and recorded
             run.status = "failed"
             run.duration_s = round(time.monotonic() - started, 3)
-            ledger_obj.finish_run(run.run_id, run.to_dict(), status="failed", error=_describe(exc))
+            ledger_obj.finish_run(run.run_id, run.to_dict(), status="failed", error=describe_error(exc))
             raise
         run.duration_s = round(time.monotonic() - started, 3)
         ledger_obj.finish_run(run.run_id, run.to_dict())
@@ -178,7 +178,7 @@ def embed(
             ledger_obj.close()
 
 
-def _check_dimension(sink: Sink, dim: int, *, create: bool, distance: Distance) -> None:
+def check_dimension(sink: Sink, dim: int, *, create: bool, distance: Distance) -> None:
     if create:
         sink.ensure_collection(dim, distance=distance)
         return
@@ -193,12 +193,12 @@ def _check_dimension(sink: Sink, dim: int, *, create: bool, distance: Distance) 
 _written_lock = threading.Lock()
 
 
-def _add_written(run: EmbedRun, n: int) -> None:
+def add_written(run: EmbedRun, n: int) -> None:
     with _written_lock:
         run.n_written += n
 
 
-def _submit_batch(
+def submit_batch(
     run: EmbedRun,
     rows: RowBatch,
     provider: EmbeddingProvider,
@@ -337,5 +337,5 @@ def _plan(
     return run
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_drift.engine.errors import ConfigError
 from airflow_provider_drift.hooks.embedding import provider_options_from_connection
 from airflow_provider_drift.hooks.ledger import DriftLedgerHook
 from airflow_provider_drift.hooks.sink import DriftSinkHook, SinkSpec
+from airflow_provider_drift.triggers.openai_batch import EVENT_STATUSES, OpenAIBatchTrigger
 
 from ._context import run_context
 from ._errors import engine_errors
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from airflow_provider_drift.engine.ledger import Ledger
 
 DEFAULT_BATCH_SIZE = 4096
+DEFAULT_POLL_INTERVAL = 300.0
 
 
 class EmbedOperator(BaseOperator):
@@ -41,6 +45,19 @@ class EmbedOperator(BaseOperator):
     Terminal engine errors (bad input or config, missing connection, dimension
     mismatch) fail the task without retry; transient ones (sink or provider
     unreachable) are left to the task's ``retries``.
+
+    ``batch_api=True`` (``openai/...`` models only) embeds through the OpenAI
+    Batch API at half the price, results within 24 hours: the task plans the
+    rows as usual, submits the texts that need the provider, and defers to
+    :class:`~airflow_provider_drift.triggers.openai_batch.OpenAIBatchTrigger`
+    (no worker slot is held while the batch runs). When every batch is done
+    the task resumes, writes the rows and returns the run record with the
+    discounted cost. With nothing to embed it does not defer. If some batch
+    lines failed or expired, the rows with vectors are written and recorded
+    and the task fails; a re-run submits only the missing texts. A Delta table
+    is read again at the version submitted; rows of other sources that changed
+    in between are embedded synchronously at the full price. See
+    ``docs/batch-api.md``.
 
     :param source: path or URI of the Delta table or Parquet file to read (templated).
     :param table: same as ``source``, for readers who think in tables; pass one of the two (templated).
@@ -68,6 +85,11 @@ class EmbedOperator(BaseOperator):
     :param delete_missing: after a full pass, delete points whose rows left the source.
     :param dry_run: plan only: count the work and estimate cost; nothing is sent or written.
     :param on_invalid: ``"error"`` fails on a null/empty text or duplicate key; ``"skip"`` counts and skips.
+    :param batch_api: embed through the OpenAI Batch API (half price, deferred up to 24 h);
+        not with ``shadow_mode`` or ``delete_missing``.
+    :param poll_interval: seconds between the trigger's status polls of the batches.
+    :param batch_timeout: how long the task may stay deferred before it fails (default 25 h:
+        the Batch API's 24 h window plus time to finalise).
     """
 
     template_fields: Sequence[str] = (
@@ -108,8 +130,13 @@ class EmbedOperator(BaseOperator):
         delete_missing: bool = False,
         dry_run: bool = False,
         on_invalid: Literal["error", "skip"] = "error",
+        batch_api: bool = False,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        batch_timeout: timedelta | None = timedelta(hours=25),
         **kwargs: Any,
     ) -> None:
+        if batch_api:
+            _check_batch_api(model, shadow_mode=shadow_mode, delete_missing=delete_missing)
         if (source is None) == (table is None):
             raise ConfigError("pass exactly one of source= or table=", hint="both name the table to read")
         if sink and sink_conn_id:
@@ -146,6 +173,9 @@ class EmbedOperator(BaseOperator):
         self.delete_missing = delete_missing
         self.is_dry_run = dry_run  # BaseOperator.dry_run() is a method
         self.on_invalid = on_invalid
+        self.batch_api = batch_api
+        self.poll_interval = poll_interval
+        self.batch_timeout = batch_timeout
         self.collection_outlet = self._collection_outlet()
         if not dry_run:  # a plan writes nothing: downstream DAGs must not run on it
             self.add_outlets([self.collection_outlet])
@@ -173,6 +203,8 @@ class EmbedOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_drift.engine.embed import embed
 
+        if self.batch_api:
+            return self._submit(context)
         with engine_errors():
             try:
                 run = embed(
@@ -208,6 +240,100 @@ class EmbedOperator(BaseOperator):
         )  # fmt: skip
         return run.to_dict()
 
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger: write the batches' results; reject events the trigger never sends."""
+        if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
+            raise AirflowException(
+                f"OpenAIBatchTrigger sent an event this task does not understand: {event!r}"
+            )
+        if event["status"] == "error":
+            message = f"{event.get('error_type', 'error')}: {event.get('message', '')}"
+            raise AirflowFailException(message) if event.get("terminal") else AirflowException(message)
+        job = event.get("job")
+        if not isinstance(job, dict) or not job.get("run_id"):
+            raise AirflowException(f"OpenAIBatchTrigger sent a success event without the job: {event!r}")
+        self.log.info("batches done: %s", event.get("batches"))
+        return self._complete(context, job)
+
+    def _submit(self, context: Context) -> dict[str, Any]:
+        """Plan and submit; defer while the batches run, or complete at once when nothing was sent."""
+        from airflow_provider_drift.engine.batch_embed import plan_batch_embed, submit_embed
+
+        with engine_errors():
+            _check_batch_api(self.model, shadow_mode=self.shadow_mode, delete_missing=self.delete_missing)
+            common: dict[str, Any] = {
+                "source": self.source_name,
+                "text_col": self.text_col,
+                "key_col": self.key_col,
+                "model": self.model,
+                "sink": self.sink_spec.uri,
+                "sink_options": self.sink_spec.options,
+                "dedup": self.dedup,
+                "batch_size": self.batch_size,
+                "dim": self.dim,
+                "filter": self.filter,
+                "store_text": self.store_text,
+                "on_invalid": self.on_invalid,
+                "provider_options": self.provider_options,
+            }
+            try:
+                if self.is_dry_run:
+                    return plan_batch_embed(self.source or self.table, ledger=self.ledger, **common).to_dict()
+                job = submit_embed(
+                    self.source or self.table, ledger=self.ledger, run_context=run_context(context), **common
+                )
+            finally:
+                self._close_ledger()
+        if not job.batch_ids:
+            self.log.info(
+                "nothing to send to the Batch API: writing the %d reusable rows now", job.n_rows_todo
+            )
+            return self._complete(context, job.to_dict())
+        self.log.info(
+            "submitted %d texts for %d rows in batch(es) %s (~%d tokens, est. %s); deferring",
+            job.n_texts_submitted, job.n_rows_todo, ", ".join(job.batch_ids), job.estimated_tokens,
+            "unknown" if job.estimated_cost_usd is None else f"${job.estimated_cost_usd:.6f}",
+        )  # fmt: skip
+        self.defer(
+            trigger=OpenAIBatchTrigger(
+                batch_ids=job.batch_ids,
+                model=job.model,
+                openai_conn_id=self.openai_conn_id,
+                dim=job.dim,
+                poll_interval=self.poll_interval,
+                job=job.to_dict(),
+            ),
+            method_name="execute_complete",
+            timeout=self.batch_timeout,
+        )
+
+    def _complete(self, context: Context, job: dict[str, Any]) -> dict[str, Any]:
+        from airflow_provider_drift.engine.batch_embed import complete_embed
+
+        with engine_errors():
+            try:
+                run = complete_embed(
+                    job,
+                    sink=self.sink_spec.uri,
+                    sink_options=self.sink_spec.options,
+                    ledger=self.ledger,
+                    provider_options=self.provider_options,
+                )
+            finally:
+                self._close_ledger()
+        self._emit_rendered_asset(context)
+        self.log.info(
+            "embedded %s via the Batch API: %d rows, %d unchanged, %d embedded, %d written, cost %s",
+            run.sink, run.n_rows_processed, run.n_rows_deduped, run.n_embedded, run.n_written,
+            "unknown" if run.cost_usd is None else f"${run.cost_usd:.6f}",
+        )  # fmt: skip
+        return run.to_dict()
+
+    def _close_ledger(self) -> None:
+        if "ledger" in self.__dict__:
+            self.ledger.close()
+            del self.__dict__["ledger"]
+
     def _collection_outlet(self) -> Asset | AssetAlias:
         """The collection's Asset, or an alias resolved at run time when its name is templated."""
         identity = (self.sink, self.sink_conn_id, self.collection, self.sink_schema)
@@ -228,3 +354,19 @@ class EmbedOperator(BaseOperator):
         """Attach the rendered collection Asset to the alias when the collection was templated."""
         if isinstance(self.collection_outlet, AssetAlias) and not self.is_dry_run:
             context["outlet_events"][self.collection_outlet].add(Asset(self._asset_uri()))
+
+
+def _check_batch_api(model: str, *, shadow_mode: bool, delete_missing: bool) -> None:
+    """Reject what the Batch API path cannot do; a templated model is checked again at run time."""
+    if shadow_mode:
+        raise ConfigError("batch_api=True cannot run in shadow_mode", hint="drop one of the two")
+    if delete_missing:
+        raise ConfigError(
+            "batch_api=True does not support delete_missing",
+            hint="run a synchronous embed with delete_missing=True for the clean-up",
+        )
+    if "{{" not in model and not model.startswith("openai/"):
+        raise ConfigError(
+            f"batch_api=True needs an openai/... model, not {model!r}",
+            hint="use an openai/<model> (the OpenAI Batch API), or batch_api=False",
+        )

@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .delta_cdf import DeltaCDFTrigger
+from .openai_batch import OpenAIBatchTrigger
 
-__all__ = ["DeltaCDFTrigger"]
+__all__ = ["DeltaCDFTrigger", "OpenAIBatchTrigger"]

@@ -1,0 +1,568 @@
+"""Embed through the OpenAI Batch API: submit now, write when the batch is done (half the price).
+
+Two calls with nothing but a small :class:`BatchEmbedJob` between them, so an
+Airflow operator can submit, defer to a trigger that polls, and complete in
+another process:
+
+* :func:`submit_embed` plans the rows exactly as :func:`~.embed.embed` does
+  (point id = (source, key), the content hash decides the work, identical
+  texts once, texts the sink already holds under this model are reused),
+  uploads the distinct texts that need the provider — in several batches when
+  there are more than ``MAX_TEXTS_PER_BATCH`` — and opens a ledger run
+  (status ``running``). Nothing is written to the sink.
+* :func:`complete_embed` fetches the results, re-reads the source (a Delta
+  table at the version submitted, so the rows are the same) and writes the
+  rows through embed's own writer path; the run's cost is the batches' token
+  usage × the discounted price.
+
+Which position of a batch holds which text is kept in a *manifest* file next
+to the ledger (``<ledger dir>/batch-jobs/<run_id>.json``): the job record
+stays small enough for XCom and the trigger, and every task of a deployment
+already shares the ledger's directory. The manifest and the provider's batch
+files are deleted once the results are written.
+
+Rows whose text has no batch result — the source changed after submission
+(Parquet, in-memory data), or a vector counted as reusable has left the sink
+— are embedded synchronously at the full price, with a warning, so a
+completed job always leaves the sink equal to the source. Texts whose batch
+lines failed or expired are *not* resubmitted: the rows with results are
+written and recorded, then the run fails with :class:`ProviderError`; a
+re-run submits (and pays for) only the missing texts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .embed import DEFAULT_BATCH_SIZE, add_written, check_dimension, describe_error, embed, submit_batch
+from .errors import ConfigError, ProviderError
+from .identity import content_hashes
+from .ledger import Ledger, open_ledger
+from .models import BATCH_DISCOUNT, split_model
+from .providers.base import EmbeddingProvider, Embeddings
+from .providers.openai_batch import OpenAIBatchEmbedder
+from .providers.openai_provider import PartialEmbeddings
+from .records import EmbedRun
+from .rows import OnInvalid, RowBatch, plan_rows
+from .sinks import open_sink
+from .sinks.base import Distance, Sink
+from .sources import Source, open_source
+from .vectorize import add_cost, stack
+from .writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = 1
+_META_VALUE_MAX = 512  # OpenAI's limit on a metadata value
+
+
+@dataclass
+class BatchEmbedJob:
+    """What :func:`complete_embed` needs, as JSON primitives (XCom, trigger kwargs, a file)."""
+
+    run_id: str
+    model: str
+    sink: str
+    source: str
+    source_version: int | None
+    #: the path/URI the source was read from; None for in-memory data (pass it again to complete)
+    location: str | None
+    source_kind: str
+    text_col: str
+    key_col: str
+    filter: str | None = None
+    dim: int | None = None
+    distance: str = "cosine"
+    dedup: bool = True
+    store_text: bool = False
+    on_invalid: str = "error"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_ids: list[str] = field(default_factory=list)
+    manifest: str | None = None
+    n_rows: int = 0
+    n_rows_todo: int = 0
+    n_texts_submitted: int = 0
+    n_texts_reusable: int = 0
+    estimated_tokens: int = 0
+    estimated_cost_usd: float | None = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchEmbedJob:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def submit_embed(
+    df: Any = None,
+    *,
+    text_col: str,
+    key_col: str,
+    model: str,
+    sink: str | Sink,
+    source: str | None = None,
+    ledger: Ledger | str | os.PathLike[str] | None = None,
+    filter: str | None = None,
+    provider_options: dict[str, Any] | None = None,
+    dim: int | None = None,
+    distance: Distance = "cosine",
+    dedup: bool = True,
+    store_text: bool = False,
+    on_invalid: OnInvalid = "error",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    sink_options: dict[str, Any] | None = None,
+    run_context: dict[str, Any] | None = None,
+    spark: Any = None,
+    embedder: OpenAIBatchEmbedder | None = None,
+) -> BatchEmbedJob:
+    """Plan the rows, submit the texts that need the provider, and return the job to complete later.
+
+    Takes :func:`~.embed.embed`'s arguments (``delete_missing`` and
+    ``dry_run`` excepted: see :func:`plan_batch_embed`). A job without
+    ``batch_ids`` had nothing to send: complete it at once.
+    """
+    _require_openai(model)
+    own_embedder = embedder is None
+    embedder = embedder or OpenAIBatchEmbedder(model, dim=dim, **(provider_options or {}))
+    own_sink = not isinstance(sink, Sink)
+    sink_obj: Sink = open_sink(sink, **(sink_options or {})) if isinstance(sink, str) else sink
+    own_ledger = not isinstance(ledger, Ledger)
+    ledger_obj = open_ledger(ledger)
+    src = open_source(
+        df,
+        source=source,
+        key_col=key_col,
+        text_col=text_col,
+        filter=filter,
+        batch_size=batch_size,
+        spark=spark,
+    )
+    job = BatchEmbedJob(
+        run_id="",
+        model=embedder.model,
+        sink=sink_obj.uri,
+        source=src.name,
+        source_version=src.version,
+        location=_location(df, source),
+        source_kind=src.kind,
+        text_col=text_col,
+        key_col=key_col,
+        filter=filter,
+        dim=dim if dim is not None or own_embedder else embedder.dim,  # complete builds the same one
+        distance=distance,
+        dedup=dedup,
+        store_text=store_text,
+        on_invalid=on_invalid,
+        batch_size=batch_size,
+    )
+    try:
+        check_dimension(sink_obj, embedder.dim, create=False, distance=distance)
+        job.run_id = ledger_obj.start_run(
+            kind="embed",
+            model=embedder.model,
+            sink=sink_obj.uri,
+            source=src.name,
+            run_context=run_context,
+            params={
+                "text_col": text_col,
+                "key_col": key_col,
+                "filter": filter,
+                "source_version": src.version,
+                "batch_api": True,
+            },
+        )
+        job.manifest = str(manifest_path(ledger_obj, job.run_id))
+        try:
+            _submit_texts(job, src, embedder, sink_obj, ledger_obj)
+        except BaseException as exc:
+            for batch_id in job.batch_ids:  # nothing will fetch them: do not let them run (and bill)
+                with contextlib.suppress(Exception):
+                    embedder.cancel(batch_id)
+            with contextlib.suppress(OSError):
+                Path(job.manifest).unlink(missing_ok=True)
+            record = EmbedRun(
+                job.run_id, job.model, job.sink, job.source, job.source_version, status="failed"
+            )
+            ledger_obj.finish_run(job.run_id, record.to_dict(), status="failed", error=describe_error(exc))
+            raise
+        price = embedder.price_per_million_tokens()
+        job.estimated_cost_usd = None if price is None else round(job.estimated_tokens * price / 1e6, 8)
+        log.info(
+            "submitted %d texts in %d batch(es) for %d rows (%d reusable texts); ~%d tokens",
+            job.n_texts_submitted, len(job.batch_ids), job.n_rows_todo, job.n_texts_reusable,
+            job.estimated_tokens,
+        )  # fmt: skip
+        return job
+    finally:
+        src.close()
+        if own_sink:
+            sink_obj.close()
+        if own_ledger:
+            ledger_obj.close()
+        if own_embedder:
+            embedder.close()
+
+
+def complete_embed(
+    job: BatchEmbedJob | dict[str, Any],
+    df: Any = None,
+    *,
+    sink: str | Sink | None = None,
+    sink_options: dict[str, Any] | None = None,
+    ledger: Ledger | str | os.PathLike[str] | None = None,
+    provider_options: dict[str, Any] | None = None,
+    spark: Any = None,
+    embedder: OpenAIBatchEmbedder | None = None,
+) -> EmbedRun:
+    """Fetch the finished batches, write every planned row, record cost and provenance; return the run.
+
+    ``df`` is needed only when the job was submitted from in-memory data;
+    ``sink``/``sink_options`` only when the sink needs credentials the job
+    does not carry. Safe to call again after a failed write: the manifest and
+    the provider's files are kept until the results are written. Every vector
+    the batches returned is held in memory while the rows are written
+    (texts × dim × 4 bytes: 50,000 texts of 1,536 floats ≈ 300 MB).
+    """
+    job = job if isinstance(job, BatchEmbedJob) else BatchEmbedJob.from_dict(job)
+    started = time.monotonic()
+    own_embedder = embedder is None
+    embedder = embedder or OpenAIBatchEmbedder(job.model, dim=job.dim, **(provider_options or {}))
+    own_sink = not isinstance(sink, Sink)
+    sink_obj: Sink = sink if isinstance(sink, Sink) else open_sink(sink or job.sink, **(sink_options or {}))
+    own_ledger = not isinstance(ledger, Ledger)
+    ledger_obj = open_ledger(ledger)
+    run = EmbedRun(job.run_id, job.model, sink_obj.uri, job.source, job.source_version)
+    src: Source | None = None
+    missing: dict[str, str] = {}
+    try:
+        try:
+            src = _reopen(job, df, spark)
+            manifest = read_manifest(job)
+            served = _fetch_all(embedder, manifest, run, missing)
+            check_dimension(sink_obj, embedder.dim, create=True, distance=job.distance)  # type: ignore[arg-type]
+            ledger_obj.register_sink(sink_obj.uri, model=job.model, dim=embedder.dim, distance=job.distance)
+            provider = _BatchResults(served, fallback=embedder.provider)
+            _write_rows(job, run, src, provider, sink_obj, ledger_obj, missing)
+            sink_obj.flush()
+        except BaseException as exc:
+            run.status = "failed"
+            run.duration_s = round(time.monotonic() - started, 3)
+            ledger_obj.finish_run(run.run_id, run.to_dict(), status="failed", error=describe_error(exc))
+            raise
+        _clean_up(job, embedder)
+        run.duration_s = round(time.monotonic() - started, 3)
+        if missing:
+            run.status = "failed"
+            error = _missing_error(job, missing, provider)
+            ledger_obj.finish_run(run.run_id, run.to_dict(), status="failed", error=describe_error(error))
+            raise error
+        ledger_obj.finish_run(run.run_id, run.to_dict())
+        if provider.n_sync:
+            log.warning(
+                "%d text(s) had no batch result (the source changed after submission, or a reused vector "
+                "left the sink) and were embedded synchronously at the full price",
+                provider.n_sync,
+            )
+        if run.cost_usd is None:
+            log.warning("model %s has no known price: this run's cost is recorded as unknown", job.model)
+        return run
+    finally:
+        if src is not None:
+            src.close()
+        if own_sink:
+            sink_obj.close()
+        if own_ledger:
+            ledger_obj.close()
+        if own_embedder:
+            embedder.close()
+
+
+def plan_batch_embed(df: Any = None, **embed_kwargs: Any) -> EmbedRun:
+    """A dry run priced at the Batch API's discount: what :func:`submit_embed` would send and cost."""
+    _require_openai(str(embed_kwargs.get("model")))
+    run = embed(df, dry_run=True, **embed_kwargs)
+    if run.cost_usd is not None:
+        run.cost_usd = round(run.cost_usd * BATCH_DISCOUNT, 8)
+    return run
+
+
+def manifest_path(ledger: Ledger, run_id: str) -> Path:
+    """Where a job's positions → content hashes are kept: beside the ledger every task already shares."""
+    return Path(ledger.path).parent / "batch-jobs" / f"{run_id}.json"
+
+
+def read_manifest(job: BatchEmbedJob) -> dict[str, list[str]]:
+    """Batch id → the content hash of each submitted position, in order."""
+    if not job.batch_ids:
+        return {}
+    try:
+        data = json.loads(Path(str(job.manifest)).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot read the batch manifest {job.manifest!r} of run {job.run_id}: {exc}",
+            hint="complete the job with the ledger it was submitted with (the manifest lives beside it); "
+            "if it is lost, re-run the embed: written rows are skipped",
+        ) from exc
+    if data.get("format") != MANIFEST_FORMAT:
+        raise ConfigError(
+            f"batch manifest {job.manifest!r} has format {data.get('format')!r}, not {MANIFEST_FORMAT}",
+            hint="complete the job with the drift version that submitted it",
+        )
+    batches: dict[str, list[str]] = data["batches"]
+    return {b: batches[b] for b in job.batch_ids}
+
+
+# -- submit -----------------------------------------------------------------------------------------
+
+
+def _submit_texts(
+    job: BatchEmbedJob, src: Source, embedder: OpenAIBatchEmbedder, sink: Sink, ledger: Ledger
+) -> None:
+    """Plan every batch of rows and submit each distinct new text once, a full batch at a time."""
+    chunk: dict[str, str] = {}  # content hash → text, waiting to be submitted
+    counted: set[bytes] = set()  # 16-byte hash prefixes already submitted or counted as reusable
+    manifest: dict[str, list[str]] = {}
+    meta = {"drift_run_id": job.run_id, "drift_source": job.source[-_META_VALUE_MAX:]}
+    for batch in src.batches():
+        rows = _plan(job, batch, sink, ledger)
+        job.n_rows += len(rows.ids) + rows.n_skipped
+        job.n_rows_todo += len(rows.todo)
+        distinct = {rows.hashes[i]: rows.texts[i] for i in rows.todo}
+        new = {h: t for h, t in distinct.items() if bytes.fromhex(h[:32]) not in counted}
+        reusable = ledger.find_embedded(job.model, list(new), sink=sink.uri) if job.dedup and new else {}
+        counted.update(bytes.fromhex(h[:32]) for h in new)
+        job.n_texts_reusable += len(reusable)
+        for h, text in new.items():
+            if h in reusable:
+                continue
+            chunk[h] = text
+            if len(chunk) >= embedder.max_texts_per_batch:
+                _submit_chunk(job, embedder, chunk, manifest, meta)
+    if chunk:
+        _submit_chunk(job, embedder, chunk, manifest, meta)
+
+
+def _submit_chunk(
+    job: BatchEmbedJob,
+    embedder: OpenAIBatchEmbedder,
+    chunk: dict[str, str],
+    manifest: dict[str, list[str]],
+    meta: dict[str, str],
+) -> None:
+    texts = list(chunk.values())
+    batch_id = embedder.submit(texts, metadata=meta)
+    job.batch_ids.append(batch_id)
+    manifest[batch_id] = list(chunk)
+    _write_manifest(Path(str(job.manifest)), job, manifest)
+    job.n_texts_submitted += len(texts)
+    job.estimated_tokens += embedder.estimate_tokens(texts)
+    chunk.clear()
+
+
+def _write_manifest(path: Path, job: BatchEmbedJob, batches: dict[str, list[str]]) -> None:
+    """Write atomically after every submitted batch, so a crash never leaves a batch without its map."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    payload = {"format": MANIFEST_FORMAT, "run_id": job.run_id, "model": job.model, "batches": batches}
+    tmp.write_text(json.dumps(payload), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# -- complete ---------------------------------------------------------------------------------------
+
+
+def _fetch_all(
+    embedder: OpenAIBatchEmbedder, manifest: dict[str, list[str]], run: EmbedRun, missing: dict[str, str]
+) -> dict[str, np.ndarray]:
+    """Content hash → vector for every text a batch returned; the rest go to ``missing`` with a reason."""
+    served: dict[str, np.ndarray] = {}
+    for batch_id, hashes in manifest.items():
+        try:
+            result = embedder.fetch(batch_id)
+        except ProviderError as exc:  # the whole batch failed (not billed): every text is missing
+            missing.update(dict.fromkeys(hashes, exc.message))
+            continue
+        if result.total != len(hashes):
+            raise ProviderError(
+                f"batch {batch_id} holds {result.total} texts but its manifest lists {len(hashes)}",
+                hint="the manifest does not belong to this batch: re-run the embed",
+            )
+        for k, pos in enumerate(result.positions):
+            served[hashes[pos]] = result.embeddings.vectors[k]
+        missing.update({hashes[pos]: reason for pos, reason in result.failed.items()})
+        run.tokens += result.embeddings.tokens
+        run.cost_usd = add_cost(run.cost_usd, result.embeddings.cost_usd)
+    return served
+
+
+def _write_rows(
+    job: BatchEmbedJob,
+    run: EmbedRun,
+    src: Source,
+    provider: _BatchResults,
+    sink: Sink,
+    ledger: Ledger,
+    missing: dict[str, str],
+) -> None:
+    """Re-plan the rows and write them through embed's own path; rows of missing texts are left out."""
+    writer = BatchWriter(sink, ledger.path, on_written=lambda n: add_written(run, n))
+    try:
+        for batch in src.batches():
+            rows = _plan(job, batch, sink, ledger)
+            if missing:
+                todo = [i for i in rows.todo if rows.hashes[i] not in missing]
+                provider.n_rows_missing += len(rows.todo) - len(todo)
+                rows = RowBatch(
+                    rows.keys, rows.texts, rows.ids, rows.hashes, todo, rows.n_deduped, rows.n_skipped
+                )
+            submit_batch(
+                run, rows, provider, sink, ledger, writer, reuse=job.dedup, store_text=job.store_text
+            )
+        writer.close()
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            writer.close()  # what has a vector and was queued still gets written and recorded
+        raise
+
+
+class _BatchResults(EmbeddingProvider):
+    """Serves the vectors the batches returned; a text without one goes to the synchronous provider.
+
+    Its batch-served answers cost nothing here: the batches' usage was added
+    to the run once, when they were fetched.
+    """
+
+    def __init__(self, served: dict[str, np.ndarray], *, fallback: EmbeddingProvider) -> None:
+        self.model = fallback.model
+        self.dim = fallback.dim
+        self.preferred_chunk = int(getattr(fallback, "preferred_chunk", 4096))
+        self._served = served
+        self._fallback = fallback
+        self.n_sync = 0
+        self.n_rows_missing = 0
+
+    def embed(self, texts: Sequence[str]) -> Embeddings:
+        hashes = content_hashes(list(texts))
+        out: list[np.ndarray | None] = [self._served.get(h) for h in hashes]
+        rest = [i for i, v in enumerate(out) if v is None]
+        tokens, cost = 0, 0.0
+        if rest:
+            try:
+                got = self._fallback.embed([texts[i] for i in rest])
+            except Exception as exc:
+                exc.partial = self._partial(out, rest, getattr(exc, "partial", None))  # type: ignore[attr-defined]
+                raise
+            for i, vec in zip(rest, got.vectors, strict=True):
+                out[i] = vec
+            self.n_sync += len(rest)
+            tokens, cost = got.tokens, got.cost_usd  # type: ignore[assignment]
+        return Embeddings(stack([v for v in out if v is not None], self.dim), tokens, cost)
+
+    def price_per_million_tokens(self) -> float | None:
+        return self._fallback.price_per_million_tokens()
+
+    def _partial(
+        self, out: list[np.ndarray | None], rest: list[int], partial: PartialEmbeddings | None
+    ) -> PartialEmbeddings:
+        """What this call has for the caller to keep when the synchronous part fails (see vectorize)."""
+        positions = [i for i, v in enumerate(out) if v is not None]
+        vectors = [v for v in out if v is not None]
+        tokens, cost = 0, 0.0
+        if partial is not None:
+            positions += [rest[p] for p in partial.positions]
+            vectors += list(partial.embeddings.vectors)
+            tokens, cost = partial.embeddings.tokens, partial.embeddings.cost_usd  # type: ignore[assignment]
+        return PartialEmbeddings(positions, Embeddings(stack(vectors, self.dim), tokens, cost))
+
+
+def _plan(job: BatchEmbedJob, batch: Any, sink: Sink, ledger: Ledger) -> RowBatch:
+    return plan_rows(
+        batch.column("key").to_pylist(),
+        batch.column("text").to_pylist(),
+        source=job.source,
+        sink=sink.uri,
+        model=job.model,
+        ledger=ledger,
+        dedup=job.dedup,
+        key_col=job.key_col,
+        text_col=job.text_col,
+        on_invalid=job.on_invalid,  # type: ignore[arg-type]
+    )
+
+
+def _reopen(job: BatchEmbedJob, df: Any, spark: Any) -> Source:
+    """The rows as submitted: a Delta table at the submitted version, else the source as it is now."""
+    if df is None and job.location is None:
+        raise ConfigError(
+            f"job {job.run_id} was submitted from in-memory data ({job.source!r})",
+            hint="pass the same data again: complete_embed(job, df)",
+        )
+    pinned = job.source_version if job.source_kind == "delta" else None
+    src = open_source(
+        df if df is not None else job.location,
+        source=job.source,
+        key_col=job.key_col,
+        text_col=job.text_col,
+        filter=job.filter,
+        batch_size=job.batch_size,
+        spark=spark,
+        version=pinned,
+    )
+    if src.name != job.source:
+        raise ConfigError(f"the data given is source {src.name!r}, but the job embedded {job.source!r}")
+    return src
+
+
+def _clean_up(job: BatchEmbedJob, embedder: OpenAIBatchEmbedder) -> None:
+    """Delete the provider's files and the manifest: the results are in the sink now (best effort)."""
+    for batch_id in job.batch_ids:
+        try:
+            embedder.delete_files(batch_id)
+        except Exception as exc:
+            log.warning("could not delete the files of batch %s: %s", batch_id, exc)
+    if job.manifest:
+        with contextlib.suppress(OSError):
+            Path(job.manifest).unlink(missing_ok=True)
+
+
+def _missing_error(job: BatchEmbedJob, missing: dict[str, str], provider: _BatchResults) -> ProviderError:
+    reasons = sorted(set(missing.values()))
+    return ProviderError(
+        f"{len(missing)} text(s) of batch(es) {', '.join(job.batch_ids)} have no vector "
+        f"({'; '.join(reasons[:3])}); {provider.n_rows_missing} row(s) were not written",
+        hint="the rows with vectors are written and recorded: re-run the embed, which submits "
+        "(and pays for) only the missing texts",
+        n_missing=len(missing),
+        n_rows_missing=provider.n_rows_missing,
+    )
+
+
+def _location(df: Any, source: str | None) -> str | None:
+    if df is None:
+        return source
+    if isinstance(df, (str, os.PathLike)):
+        return os.fspath(df)
+    if hasattr(df, "table_uri") and type(df).__module__.startswith("deltalake"):
+        return str(df.table_uri)
+    return None
+
+
+def _require_openai(model: str) -> None:
+    if split_model(model)[0] != "openai":
+        raise ConfigError(
+            f"the Batch API path serves openai/<model>, not {model!r}",
+            hint="use an openai/... model, or embed synchronously (batch_api=False)",
+        )
