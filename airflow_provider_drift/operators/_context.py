@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from airflow_provider_drift.engine.errors import ConfigError
+
 
 def run_context(context: Any) -> dict[str, Any]:
     """Return dag/task/run ids, try number and data interval as JSON-safe values."""
@@ -25,3 +27,15 @@ def run_context(context: Any) -> dict[str, Any]:
         "data_interval_start": iso("data_interval_start"),
         "data_interval_end": iso("data_interval_end"),
     }
+
+
+def data_interval(context: Any) -> tuple[datetime, datetime]:
+    """The run's data interval, or ConfigError when the run has none (a manual run without logical date)."""
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if start is None or end is None:
+        raise ConfigError(
+            "interval mode needs the run's data interval, and this run has none",
+            hint="trigger the run with a logical date (or from the schedule / a backfill), or use the "
+            "default watermark mode",
+        )
+    return start, end

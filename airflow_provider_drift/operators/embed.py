@@ -4,32 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_drift.engine.errors import ConfigError
-from airflow_provider_drift.hooks.embedding import provider_options_from_connection
 from airflow_provider_drift.hooks.ledger import DriftLedgerHook
-from airflow_provider_drift.hooks.sink import DriftSinkHook, SinkSpec
 from airflow_provider_drift.triggers.openai_batch import EVENT_STATUSES, OpenAIBatchTrigger
 
 from ._context import run_context
 from ._errors import engine_errors
+from ._sink_task import SinkTaskMixin
 from .assets import sink_asset_uri
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_drift.engine.ledger import Ledger
 
 DEFAULT_BATCH_SIZE = 4096
 DEFAULT_POLL_INTERVAL = 300.0
 
 
-class EmbedOperator(BaseOperator):
+class EmbedOperator(SinkTaskMixin, BaseOperator):
     """
     Embed the rows of a Delta table or Parquet file into a vector collection.
 
@@ -179,26 +176,6 @@ class EmbedOperator(BaseOperator):
         self.collection_outlet = self._collection_outlet()
         if not dry_run:  # a plan writes nothing: downstream DAGs must not run on it
             self.add_outlets([self.collection_outlet])
-
-    @cached_property
-    def ledger(self) -> Ledger:
-        return DriftLedgerHook(drift_ledger_conn_id=self.ledger_conn_id).get_ledger()
-
-    @cached_property
-    def sink_spec(self) -> SinkSpec:
-        """Where to write: the sink URI, the connection's sink, or the embedded default."""
-        if self.sink:
-            return SinkSpec(uri=self.sink)
-        if self.sink_conn_id:
-            hook = DriftSinkHook(self.sink_conn_id, collection=self.collection, schema=self.sink_schema)
-            return hook.get_spec()
-        from airflow_provider_drift.engine.sinks import default_sink_uri
-
-        return SinkSpec(uri=default_sink_uri(str(self.collection)))
-
-    @cached_property
-    def provider_options(self) -> dict[str, Any] | None:
-        return provider_options_from_connection(self.openai_conn_id) if self.openai_conn_id else None
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_drift.engine.embed import embed

@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_drift.engine.errors import ConfigError
-from airflow_provider_drift.hooks.embedding import provider_options_from_connection
 from airflow_provider_drift.hooks.ledger import DriftLedgerHook
-from airflow_provider_drift.hooks.sink import SinkSpec
 
 from ._context import run_context
 from ._errors import engine_errors
-from .watch import check_sink_args, resolve_sink_spec
+from ._sink_task import SinkTaskMixin, check_sink_args
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_drift.engine.ledger import Ledger
 
 STRATEGIES = ("dual-write", "drift-adapter", "shadow-eval")
 ACTIONS = ("start", "sync", "cutover", "rollback", "finish")
 
 
-class MigrateOperator(BaseOperator):
+class MigrateOperator(SinkTaskMixin, BaseOperator):
     """
     Move a vector collection to a new embedding model: rebuild, adapt, or measure first.
 
@@ -139,23 +135,6 @@ class MigrateOperator(BaseOperator):
         self.dim = dim
         self.ledger_conn_id = ledger_conn_id
         self.openai_conn_id = openai_conn_id
-
-    @cached_property
-    def ledger(self) -> Ledger:
-        return DriftLedgerHook(drift_ledger_conn_id=self.ledger_conn_id).get_ledger()
-
-    @cached_property
-    def sink_spec(self) -> SinkSpec:
-        return resolve_sink_spec(
-            sink=self.sink,
-            sink_conn_id=self.sink_conn_id,
-            collection=self.collection,
-            sink_schema=self.sink_schema,
-        )
-
-    @cached_property
-    def provider_options(self) -> dict[str, Any] | None:
-        return provider_options_from_connection(self.openai_conn_id) if self.openai_conn_id else None
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_drift.engine.migrate import migrate

@@ -3,71 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
 from airflow_provider_drift.engine.errors import ConfigError
-from airflow_provider_drift.hooks.embedding import provider_options_from_connection
 from airflow_provider_drift.hooks.ledger import DriftLedgerHook
-from airflow_provider_drift.hooks.sink import DriftSinkHook, SinkSpec
 
-from ._context import run_context
+from ._context import data_interval, run_context
 from ._errors import engine_errors
+from ._sink_task import SinkTaskMixin, check_sink_args
 from .assets import sink_asset_uri
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_drift.engine.ledger import Ledger
 
 WatchMode = Literal["watermark", "interval"]
 DEFAULT_BATCH_SIZE = 4096
-
-
-def resolve_sink_spec(
-    *, sink: str | None, sink_conn_id: str | None, collection: str | None, sink_schema: str | None
-) -> SinkSpec:
-    """Where a task writes: a sink URI, a connection's sink, or the embedded default (as EmbedOperator)."""
-    if sink:
-        return SinkSpec(uri=sink)
-    if sink_conn_id:
-        return DriftSinkHook(sink_conn_id, collection=collection, schema=sink_schema).get_spec()
-    from airflow_provider_drift.engine.sinks import default_sink_uri
-
-    return SinkSpec(uri=default_sink_uri(str(collection)))
-
-
-def check_sink_args(
-    *, sink: str | None, sink_conn_id: str | None, collection: str | None, sink_schema: str | None
-) -> None:
-    """Reject contradictory sink arguments when the DAG is parsed, not at run time."""
-    if sink and sink_conn_id:
-        raise ConfigError("pass either sink= or sink_conn_id=, not both", hint="keep one of them")
-    if sink and (collection or sink_schema):
-        raise ConfigError(
-            "a sink URI already names its collection; collection=/sink_schema= would be ignored",
-            hint="drop collection=/sink_schema=, or use sink_conn_id= with collection=",
-        )
-    if not sink and not collection:
-        raise ConfigError(
-            "no collection to write",
-            hint="pass collection= (with sink_conn_id= or for the embedded default), or a sink URI",
-        )
-
-
-def data_interval(context: Any) -> tuple[datetime, datetime]:
-    """The run's data interval, or ConfigError when the run has none (a manual run without logical date)."""
-    start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    if start is None or end is None:
-        raise ConfigError(
-            "interval mode needs the run's data interval, and this run has none",
-            hint="trigger the run with a logical date (or from the schedule / a backfill), or use the "
-            "default watermark mode",
-        )
-    return start, end
 
 
 def as_version(value: Any, *, name: str) -> int | None:
@@ -82,7 +35,7 @@ def as_version(value: Any, *, name: str) -> int | None:
         ) from None
 
 
-class WatchOperator(BaseOperator):
+class WatchOperator(SinkTaskMixin, BaseOperator):
     """
     Keep a vector collection equal to a Delta table by applying its change data feed.
 
@@ -190,23 +143,6 @@ class WatchOperator(BaseOperator):
         self.on_invalid = on_invalid
         self.collection_outlet = self._collection_outlet()
         self.add_outlets([self.collection_outlet])
-
-    @cached_property
-    def ledger(self) -> Ledger:
-        return DriftLedgerHook(drift_ledger_conn_id=self.ledger_conn_id).get_ledger()
-
-    @cached_property
-    def sink_spec(self) -> SinkSpec:
-        return resolve_sink_spec(
-            sink=self.sink,
-            sink_conn_id=self.sink_conn_id,
-            collection=self.collection,
-            sink_schema=self.sink_schema,
-        )
-
-    @cached_property
-    def provider_options(self) -> dict[str, Any] | None:
-        return provider_options_from_connection(self.openai_conn_id) if self.openai_conn_id else None
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_drift.engine.watch import watch

@@ -12,8 +12,9 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from airflow_provider_drift.engine.errors import ConfigError
 from airflow_provider_drift.hooks.ledger import DriftLedgerHook
+from airflow_provider_drift.operators._context import data_interval
 from airflow_provider_drift.operators._errors import engine_errors
-from airflow_provider_drift.operators.watch import check_sink_args, data_interval, resolve_sink_spec
+from airflow_provider_drift.operators._sink_task import check_sink_args, resolve_sink_spec
 from airflow_provider_drift.triggers.delta_cdf import EVENT_STATUSES, DeltaCDFTrigger
 
 if TYPE_CHECKING:
