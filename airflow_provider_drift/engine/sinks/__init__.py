@@ -239,9 +239,26 @@ def parse_local_uri(uri: str) -> tuple[Path, str, dict[str, str]]:
 def validate_batch(batch: PointBatch, *, dim: int, uri: str) -> np.ndarray:
     """Check a batch before anything is written; return its vectors as C-contiguous float32.
 
-    Every sink calls this first, so a bad batch (wrong size, NaN/inf, ids that
-    are not UUIDs) fails whole and leaves the sink untouched.
+    Every sink calls this (or :func:`check_vectors` plus its own id parse)
+    first, so a bad batch (wrong size, NaN/inf, ids that are not UUIDs) fails
+    whole and leaves the sink untouched.
     """
+    vectors = check_vectors(batch, dim=dim, uri=uri)
+    try:
+        for point in batch.ids:
+            uuid.UUID(point)
+    except (TypeError, ValueError, AttributeError):
+        raise SinkError(
+            f"point id {point!r} is not a UUID string; nothing of this batch was written to {uri}",
+            hint="derive ids with identity.point_id(source, key)",
+        ) from None
+    return vectors
+
+
+def check_vectors(batch: PointBatch, *, dim: int, uri: str) -> np.ndarray:
+    """The shape, dimension and finiteness checks of :func:`validate_batch`; returns float32 vectors."""
+    from ..errors import DimensionMismatchError
+
     vectors = np.ascontiguousarray(batch.vectors, dtype=np.float32)
     n = len(batch.ids)
     if vectors.ndim != 2 or vectors.shape[0] != n:
@@ -254,29 +271,20 @@ def validate_batch(batch: PointBatch, *, dim: int, uri: str) -> np.ndarray:
             f"batch for {uri} has {n} ids but {len(batch.payloads)} payloads", hint="pass one payload per id"
         )
     if vectors.shape[1] != dim:
-        from ..errors import DimensionMismatchError
-
         raise DimensionMismatchError(
             f"vectors of {vectors.shape[1]} dimensions cannot go into {uri}, which holds {dim}-d vectors",
             hint="use another collection for this model, or migrate the collection to it",
             expected=dim,
             actual=int(vectors.shape[1]),
         )
-    if n and not np.isfinite(vectors).all():
-        bad = int(np.flatnonzero(~np.isfinite(vectors).all(axis=1))[0])
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
         raise SinkError(
-            f"vector for point {batch.ids[bad]} contains NaN or inf; "
+            f"{len(bad)} vector(s) contain NaN or inf (e.g. point {batch.ids[int(bad[0])]}); "
             f"nothing of this batch was written to {uri}",
-            hint="check the embedding provider's output for that row",
+            hint="check the embedding provider's output for those rows",
         )
-    try:
-        for point in batch.ids:
-            uuid.UUID(point)
-    except (TypeError, ValueError, AttributeError):
-        raise SinkError(
-            f"point id {point!r} is not a UUID string; nothing of this batch was written to {uri}",
-            hint="derive ids with identity.point_id(source, key)",
-        ) from None
     return vectors
 
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DimensionMismatchError, SinkError
+from ..errors import SinkError
+from . import check_vectors
 from .base import (
     PAYLOAD_HASH,
     PAYLOAD_KEY,
@@ -74,36 +75,10 @@ _INT64_RANGE = (-(2**63), 2**63 - 1)
 def check_batch(batch: PointBatch, *, dim: int, uri: str) -> tuple[np.ndarray, list[bytes]]:
     """Validate a whole batch before anything is sent; return float32 vectors and 16-byte ids.
 
-    The same checks and messages as ``sinks.validate_batch``, with a faster id
-    parse: this runs on every row of every bulk load.
+    The checks of ``sinks.validate_batch`` with a faster id parse: this runs
+    on every row of every bulk load.
     """
-    vectors = np.ascontiguousarray(batch.vectors, dtype=np.float32)
-    n = len(batch.ids)
-    if vectors.ndim != 2 or vectors.shape[0] != n:
-        raise SinkError(
-            f"batch for {uri} has {n} ids but vectors of shape {tuple(vectors.shape)}",
-            hint="pass one vector row per id",
-        )
-    if len(batch.payloads) != n:
-        raise SinkError(
-            f"batch for {uri} has {n} ids but {len(batch.payloads)} payloads", hint="pass one payload per id"
-        )
-    if vectors.shape[1] != dim:
-        raise DimensionMismatchError(
-            f"vectors of {vectors.shape[1]} dimensions cannot go into {uri}, which holds {dim}-d vectors",
-            hint="use another table for this model, or migrate the table to it",
-            expected=dim,
-            actual=int(vectors.shape[1]),
-        )
-    finite = np.isfinite(vectors).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise SinkError(
-            f"{len(bad)} vector(s) contain NaN or inf (e.g. point {batch.ids[int(bad[0])]}); "
-            f"nothing of this batch was written to {uri}",
-            hint="check the embedding provider's output for those rows",
-        )
-    return vectors, uuid_bytes(batch.ids, uri=uri)
+    return check_vectors(batch, dim=dim, uri=uri), uuid_bytes(batch.ids, uri=uri)
 
 
 def uuid_bytes(ids: Sequence[str], *, uri: str) -> list[bytes]:
