@@ -124,7 +124,7 @@ def cmd_watch(a: argparse.Namespace) -> Any:
 def cmd_erase(a: argparse.Namespace) -> Any:
     from .engine.erase import erase
 
-    done = erase(a.source, a.key, ledger=a.ledger)
+    done = erase(a.source, a.key, ledger=a.ledger, sinks=a.sink or ())
     if done.status == "not_found":
         raise LedgerError(
             f"the ledger has no vector of key {a.key!r} in source {a.source!r}: nothing to erase",
@@ -215,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("erase", help="delete one source row's vector from every sink, with proof")
     p.add_argument("--source", required=True, help="source name as recorded, e.g. delta:///data/tickets")
     p.add_argument("--key", required=True, help="the row's key")
+    p.add_argument(
+        "--sink",
+        action="append",
+        help="a sink URI with credentials, for recorded sinks that need them (repeatable; the ledger "
+        "records sinks without secrets, e.g. postgresql://user:pw@host/db?table=docs)",
+    )
     _common(p)
     p.set_defaults(handler=cmd_erase, render=_render_erase)
 

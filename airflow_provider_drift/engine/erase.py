@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -24,6 +24,7 @@ from .identity import key_to_str, point_id
 from .ledger import Ledger, open_ledger
 from .ledger.base import utc_now
 from .sinks import open_sink
+from .sinks.base import Sink
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def erase(
     key: Any,
     *,
     ledger: Ledger | str | os.PathLike[str] | None = None,
+    sinks: Sequence[str | Sink] = (),
     sink_options: Mapping[str, dict[str, Any]] | None = None,
 ) -> EraseRun:
     """Delete the vector of ``key`` of ``source`` from every sink the ledger knows it in, with proof.
@@ -74,6 +76,10 @@ def erase(
     unverified erasure, the other sinks are still erased, and the call then
     raises :class:`SinkUnavailableError` — re-run it once the sink is back.
 
+    :param sinks: how to reach recorded sinks that need credentials: URIs (or open sinks)
+        whose identity matches what the ledger records. The ledger keeps sink URIs without
+        secrets, so e.g. a pgvector sink recorded as ``pgvector://host:5432/db/public.docs``
+        is reached through ``postgresql://user:password@host:5432/db?table=docs``.
     :param sink_options: options to open a recorded sink with, by its URI as the ledger records it
         (e.g. ``{"qdrant://host:6333/docs": {"api_key": ...}}``): the sinks may be of several kinds.
     """
@@ -91,9 +97,10 @@ def erase(
             return record
         record.run_id = led.start_run(kind="erase", source=source, params={"key": key_text})
         requested_at = utc_now()
+        given = _by_identity(sinks)
         for row in rows:
             options = (sink_options or {}).get(row["sink"], {})
-            record.sinks.append(_erase_one(led, row, requested_at, record, options))
+            record.sinks.append(_erase_one(led, row, requested_at, record, options, given.get(row["sink"])))
         failed = [s for s in record.sinks if not s.verified]
         record.status = "unverified" if failed else "erased"
         record.duration_s = round(time.monotonic() - started, 3)
@@ -116,15 +123,32 @@ def erase(
             led.close()
 
 
+def _by_identity(sinks: Sequence[str | Sink]) -> dict[str, str | Sink]:
+    """Map each given sink's ledger identity (credential-free URI) to how to reach it."""
+    out: dict[str, str | Sink] = {}
+    for given in sinks:
+        if isinstance(given, Sink):
+            out[given.uri] = given
+            continue
+        with open_sink(given) as opened:
+            out[opened.uri] = given
+    return out
+
+
 def _erase_one(
-    led: Ledger, row: dict[str, Any], requested_at: str, record: EraseRun, options: dict[str, Any]
+    led: Ledger,
+    row: dict[str, Any],
+    requested_at: str,
+    record: EraseRun,
+    options: dict[str, Any],
+    given: str | Sink | None,
 ) -> SinkErasure:
     """Delete, re-fetch and record one sink's copy; never raises for a sink that is down."""
     uri, pid = row["sink"], row["point_id"]
     proof: dict[str, Any] = {"sink": uri, "point_id": pid, "method": "delete by id, then fetch by id"}
     existed: bool | None = None
     try:
-        sink = open_sink(uri, **options)
+        sink = given if isinstance(given, Sink) else open_sink(given or uri, **options)
         try:
             before = sink.fetch([pid])
             existed = pid in before
@@ -141,7 +165,8 @@ def _erase_one(
             proof["fetch_after"] = sorted(after)
             proof["count_after"] = sink.count()
         finally:
-            sink.close()
+            if sink is not given:
+                sink.close()
     except DriftError as exc:
         proof["error"] = f"{type(exc).__name__}: {exc}"
         erasure_id = led.record_erasure(

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from airflow_provider_drift.cli import main
 from airflow_provider_drift.engine.embed import embed
@@ -16,6 +17,7 @@ from airflow_provider_drift.engine.ledger import Ledger, Upsert
 from airflow_provider_drift.engine.sinks import open_sink
 
 from .cdc_helpers import MODEL, CountingProvider, sink_state, write
+from .migration_helpers import pg_uri
 
 DOWN_SINK = "qdrant://127.0.0.1:9/tickets"  # nothing listens on the discard port: a server that is down
 
@@ -26,10 +28,17 @@ def table(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def sinks(tmp_path: Path, table: str) -> tuple[str, str, str]:
-    """The table embedded into two collections (a dual-write); returns (source, sink a, sink b)."""
+def pg_sink(pg_dsn: str, pg_table_name: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A pgvector sink URI with its user; PGUSER lets the ledger's credential-free URI reach it too."""
+    monkeypatch.setenv("PGUSER", conninfo_to_dict(pg_dsn).get("user") or "postgres")
+    return pg_uri(pg_dsn, pg_table_name)
+
+
+@pytest.fixture
+def sinks(tmp_path: Path, table: str, pg_sink: str) -> tuple[str, str, str]:
+    """The table embedded into two sinks, embedded Qdrant and pgvector; returns (source, sink a, sink b)."""
     provider = CountingProvider()
-    uris = [f"qdrant+local://{tmp_path}/qdrant/{name}" for name in ("a", "b")]
+    uris = [f"qdrant+local://{tmp_path}/qdrant/a", pg_sink]
     runs = [
         embed(table, text_col="body", key_col="id", model=MODEL, sink=uri, provider=provider) for uri in uris
     ]
@@ -65,6 +74,19 @@ def test_erase_removes_the_vector_from_every_sink_and_records_proof(sinks: tuple
         assert evidence["payload_before"]["content_hash"] == content_hash("beta")
         assert "text" not in evidence["payload_before"]
     assert run is not None and (run["kind"], run["status"], run["n_deleted"]) == ("erase", "success", 2)
+
+
+def test_a_sink_that_needs_credentials_is_reached_through_a_given_uri(
+    sinks: tuple[str, str, str], pg_sink: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, _, sink_b = sinks
+    monkeypatch.delenv("PGUSER")  # the ledger records sinks without secrets: it cannot log in alone
+    with pytest.raises(SinkUnavailableError, match="could not prove"):
+        erase(source, 2)
+    done = erase(source, 2, sinks=[pg_sink])
+    assert done.status == "erased"
+    pg_copy = next(s for s in done.sinks if s.sink == sink_b)
+    assert pg_copy.verified and pg_copy.existed_before
 
 
 def test_erasing_again_proves_the_vector_is_still_gone(sinks: tuple[str, str, str]) -> None:

@@ -39,6 +39,7 @@ from .cdc_helpers import (
     sink_state,
     write,
 )
+from .migration_helpers import pg_uri
 
 
 @pytest.fixture
@@ -46,8 +47,11 @@ def table(tmp_path: Path) -> str:
     return write(tmp_path / "tickets", {"id": list(range(10)), "body": [f"ticket {i}" for i in range(10)]})
 
 
-@pytest.fixture
-def sink_uri(tmp_path: Path) -> str:
+@pytest.fixture(params=["qdrant_local", "pgvector"])
+def sink_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every watch behaviour holds on both sink families (pgvector: a real PostgreSQL)."""
+    if request.param == "pgvector":
+        return pg_uri(request.getfixturevalue("pg_dsn"), request.getfixturevalue("pg_table_name"))
     return f"qdrant+local://{tmp_path}/qdrant/tickets"
 
 
