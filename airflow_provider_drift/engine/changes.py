@@ -15,10 +15,12 @@ steps). The collapsed keys are processed downstream in fixed-size batches.
 
 from __future__ import annotations
 
+import array
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any
 
 import pyarrow as pa
@@ -62,6 +64,36 @@ _REBASELINE = (
     "re-baseline: run `drift watch ... --full-refresh` (a full embed of the current snapshot that "
     "re-embeds only changed texts and moves the watermark past the lost versions)"
 )
+
+
+def _strings(*values: str) -> pa.StringArray:
+    """A string array assembled from buffers rather than converted from Python objects.
+
+    Why: any Python→Arrow conversion (``pa.array``, ``pa.scalar``, a ``str`` or ``int`` argument
+    to a compute function) makes pyarrow import pandas once per process to check for pandas
+    types — ~0.4 s and ~50 MiB, which is more than a small watch window costs in total. The
+    change-feed path therefore builds its constants here and uses casts instead of literals.
+    """
+    data = [v.encode() for v in values]
+    offsets = array.array("i", accumulate(map(len, data), initial=0))
+    return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(b"".join(data)))
+
+
+def _int64s(values: Collection[int]) -> pa.Array:
+    """An int64 array from buffers (see :func:`_strings` for why not ``pa.array``)."""
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(array.array("q", values))])
+
+
+_KNOWN_KINDS = _strings(*_RANK)
+_NEW_IMAGES = _strings(*(kind for kind, rank in _RANK.items() if rank == 1))
+_PREIMAGE = _strings("update_preimage")[0]
+_NULL_TEXT = pa.nulls(1, pa.string())[0]
+_ONE_TRUE = pc.is_null(pa.nulls(1, pa.int8()))
+
+
+def preimages(kinds: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Mask of the ``update_preimage`` rows of a change-type column."""
+    return pc.equal(kinds, _PREIMAGE)
 
 
 @dataclass(frozen=True)
@@ -122,7 +154,7 @@ class ChangeFeed(ABC):
         """
         self._check_readable(key_col=key_col, text_col=text_col)
         parts: list[pa.Table] = []
-        wanted = pa.array(sorted(versions), pa.int64()) if versions is not None else None
+        wanted = _int64s(sorted(versions)) if versions is not None else None
         try:
             for batch in self._batches(start, end, [key_col, text_col, CHANGE_TYPE, VERSION, TIMESTAMP]):
                 normal = _normalise(batch, key_col=key_col, text_col=text_col, where=self.table)
@@ -141,11 +173,11 @@ class ChangeFeed(ABC):
         if not self.cdf_enabled():
             raise self._no_cdf()
         n = 0
-        wanted = pa.array(sorted(versions), pa.int64()) if versions is not None else None
+        wanted = _int64s(sorted(versions)) if versions is not None else None
         try:
             for batch in self._batches(start, end, [CHANGE_TYPE, VERSION]):
                 kinds = batch.column(CHANGE_TYPE).cast(pa.string())
-                keep = pc.not_equal(kinds, "update_preimage")
+                keep = pc.invert(preimages(kinds))
                 if wanted is not None:
                     keep = pc.and_(keep, pc.is_in(batch.column(VERSION).cast(pa.int64()), value_set=wanted))
                 n += pc.sum(keep.cast(pa.int64())).as_py() or 0
@@ -314,13 +346,13 @@ def collapse(changes: pa.Table) -> pa.Table:
     if changes.num_rows == 0:
         return STATE_SCHEMA.empty_table()
     kinds = changes.column(CHANGE_TYPE)
-    unknown = pc.unique(pc.filter(kinds, pc.invert(pc.is_in(kinds, value_set=pa.array(list(_RANK))))))
+    unknown = pc.unique(pc.filter(kinds, pc.invert(pc.is_in(kinds, value_set=_KNOWN_KINDS))))
     if len(unknown):
         raise ChangeFeedError(
             f"unknown change types in the change data feed: {unknown.to_pylist()}",
             hint="upgrade airflow-provider-drift; this Delta writer uses change types it does not know",
         )
-    rank = pc.is_in(kinds, value_set=pa.array(["insert", "update_postimage"])).cast(pa.int8())
+    rank = pc.is_in(kinds, value_set=_NEW_IMAGES).cast(pa.int8())
     table = changes.append_column("_rank", rank)
     by = [(KEY, "ascending"), (VERSION, "ascending"), ("_rank", "ascending")]
     table = table.take(pc.sort_indices(table, sort_keys=by))
@@ -328,16 +360,16 @@ def collapse(changes: pa.Table) -> pa.Table:
     n = table.num_rows
     same_key = pc.equal(keys.slice(0, n - 1), keys.slice(1))
     _reject_duplicates(same_key, versions, ranks, keys)
-    is_last = pa.concat_arrays([pc.invert(same_key).combine_chunks(), pa.array([True])])
+    is_last = pa.concat_arrays([pc.invert(same_key).combine_chunks(), _ONE_TRUE])
     final = table.filter(is_last)
-    present = pc.equal(final.column("_rank"), 1)
-    return pa.table(
-        {
-            KEY: final.column(KEY),
-            TEXT: pc.if_else(present, final.column(TEXT), pa.scalar(None, pa.string())),
-            "present": present,
-            VERSION: final.column(VERSION),
-        },
+    present = final.column("_rank").cast(pa.bool_())
+    return pa.Table.from_arrays(
+        [
+            final.column(KEY),
+            pc.if_else(present, final.column(TEXT), _NULL_TEXT),
+            present,
+            final.column(VERSION),
+        ],
         schema=STATE_SCHEMA,
     )
 
@@ -380,8 +412,7 @@ def _normalise(batch: pa.RecordBatch, *, key_col: str, text_col: str, where: str
     kinds = batch.column(CHANGE_TYPE).cast(pa.string())
     check_text_type(batch.schema.field(text_col).type, column=text_col, where=where)
     text = batch.column(text_col).cast(pa.string())
-    pre = pc.equal(kinds, "update_preimage")
-    text = pc.if_else(pre, pa.scalar(None, pa.string()), text)
+    text = pc.if_else(preimages(kinds), _NULL_TEXT, text)
     ts = batch.column(TIMESTAMP)
     ts = pc.assume_timezone(ts, "UTC") if getattr(ts.type, "tz", None) is None else ts
     return pa.table(
@@ -402,7 +433,7 @@ def _reject_duplicates(same_key: Any, versions: Any, ranks: Any, keys: Any) -> N
         same_key,
         pc.and_(
             pc.equal(versions.slice(0, n - 1), versions.slice(1)),
-            pc.and_(pc.equal(ranks.slice(0, n - 1), 1), pc.equal(ranks.slice(1), 1)),
+            pc.and_(ranks.slice(0, n - 1).cast(pa.bool_()), ranks.slice(1).cast(pa.bool_())),
         ),
     )
     if pc.any(dup).as_py():

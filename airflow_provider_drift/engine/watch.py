@@ -24,16 +24,18 @@ Semantics (see docs/watch.md):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .changes import CHANGE_TYPE, KEY, TEXT, VERSION, ChangeFeed, collapse, open_feed
+from .changes import CHANGE_TYPE, KEY, TEXT, VERSION, ChangeFeed, collapse, open_feed, preimages
 from .embed import DEFAULT_BATCH_SIZE, embed
 from .errors import ChangeFeedError, ConfigError, InvalidRowsError
 from .identity import content_hashes, point_ids
@@ -56,6 +58,7 @@ from .sinks.base import (
 )
 from .sources import open_source, source_name
 from .vectorize import add_cost, stack, vectorize
+from .writer import BatchWriter, WriteJob
 
 log = logging.getLogger(__name__)
 
@@ -274,15 +277,29 @@ def _apply_window(
     )
     # Pre-images are not changes of their own, but collapse needs them: an update that changed the
     # key leaves only a pre-image under the old key.
-    run.n_changes = changes.num_rows - (
-        pc.sum(pc.equal(changes.column(CHANGE_TYPE), "update_preimage")).as_py() or 0
-    )
+    run.n_changes = changes.num_rows - (pc.sum(preimages(changes.column(CHANGE_TYPE))).as_py() or 0)
     changes = _check_keys(changes, key_col=key_col, on_invalid=on_invalid)
     states = collapse(changes)
     del changes
     states = _check_texts(states, text_col=text_col, on_invalid=on_invalid)
-    for start in range(0, states.num_rows, batch_size):
-        _apply_batch(run, states.slice(start, batch_size), provider, sink, ledger, store_text)
+    # Upserts go to the sink and then the ledger on embed()'s writer threads while the next batch is
+    # looked up and embedded. Keys are unique after collapse, so batches never touch the same point
+    # and deletes can wait: they are applied after the upserts (sink, then ledger, as one batch) —
+    # their tombstones do not compete with the writer's transactions, and until then a deleted
+    # point's vector can still be reused for a text another key now has.
+    writer = BatchWriter(sink, ledger.path, on_written=lambda n: _add_written(run, n))
+    later = _Later()
+    try:
+        for start in range(0, states.num_rows, batch_size):
+            _apply_batch(
+                run, states.slice(start, batch_size), provider, sink, ledger, writer, later, store_text
+            )
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            writer.close()  # what was paid for and queued still gets written and recorded
+        raise
+    writer.close()
+    later.apply(sink, ledger, model=provider.model, run_id=run.run_id)
 
 
 def _check_keys(changes: pa.Table, *, key_col: str, on_invalid: OnInvalid) -> pa.Table:
@@ -305,8 +322,10 @@ def _check_texts(states: pa.Table, *, text_col: str, on_invalid: OnInvalid) -> p
     """Reject (or turn into deletes) rows whose final text is null or blank — before any write."""
     present = states.column("present")
     text = states.column(TEXT)
-    blank = pc.or_kleene(pc.is_null(text), pc.equal(pc.utf8_trim_whitespace(text), ""))
-    bad = pc.and_(present, pc.fill_null(blank, True))
+    # Casts, not literals: see changes._strings (a Python literal would make pyarrow import pandas).
+    empty = pc.invert(pc.utf8_length(pc.utf8_trim_whitespace(text)).cast(pa.bool_()))
+    blank = pc.or_kleene(pc.is_null(text), empty)  # never null: a null text is blank
+    bad = pc.and_(present, blank)
     n = pc.sum(bad.cast(pa.int64())).as_py() or 0
     if not n:
         return states
@@ -323,10 +342,36 @@ def _check_texts(states: pa.Table, *, text_col: str, on_invalid: OnInvalid) -> p
     )
 
 
+def _add_written(run: WatchRun, n: int) -> None:
+    run.n_written += n  # called by the writer's one ledger thread only
+
+
+@dataclass
+class _Later:
+    """What a window applies after its upserts: deletes (with their tombstones), and the version
+    moves of keys whose text did not change."""
+
+    deletes: list[Upsert] = field(default_factory=list)
+    current: list[tuple[str, int]] = field(default_factory=list)
+
+    def apply(self, sink: Sink, ledger: Ledger, *, model: str, run_id: str) -> None:
+        if self.deletes:
+            sink.delete([d.point_id for d in self.deletes])
+        ledger.record_tombstones(sink.uri, self.deletes, model=model, run_id=run_id)
+        ledger.advance_versions(sink.uri, self.current)
+
+
 def _apply_batch(
-    run: WatchRun, states: pa.Table, provider: EmbeddingProvider, sink: Sink, ledger: Ledger, store_text: bool
+    run: WatchRun,
+    states: pa.Table,
+    provider: EmbeddingProvider,
+    sink: Sink,
+    ledger: Ledger,
+    writer: BatchWriter,
+    later: _Later,
+    store_text: bool,
 ) -> None:
-    """Guard, then write the sink (upserts, deletes), then the ledger — the embed() order."""
+    """Guard each key, then hand upserts to the writer (sink, then ledger) and keep deletes for later."""
     keys: list[str] = states.column(KEY).to_pylist()
     texts: list[str | None] = states.column(TEXT).to_pylist()
     present: list[bool] = states.column("present").to_pylist()
@@ -357,7 +402,15 @@ def _apply_batch(
             run.n_updated += 1
     if upserts:
         texts_by_hash = {row_hash[i]: str(texts[i]) for i in upserts}
-        got = vectorize(texts_by_hash, provider=provider, sink=sink, ledger=ledger, reuse=True)
+        got = vectorize(
+            texts_by_hash,
+            provider=provider,
+            sink=sink,
+            ledger=ledger,
+            reuse=True,
+            pending=writer.pending,
+            sink_lock=writer.sink_lock,
+        )
         run.n_embedded += got.n_embedded
         run.tokens += got.tokens
         run.cost_usd = add_cost(run.cost_usd, got.cost_usd)
@@ -374,24 +427,21 @@ def _apply_batch(
             if store_text:
                 payload[PAYLOAD_TEXT] = texts[i]
             payloads.append(payload)
-        vectors = stack([got.by_hash[row_hash[i]] for i in upserts], provider.dim)
-        sink.upsert(PointBatch(ids=[ids[i] for i in upserts], vectors=vectors, payloads=payloads))
-        run.n_written += len(upserts)
-    if deletes:
-        sink.delete([ids[i] for i in deletes])
-    ledger.record_upserts(
-        sink.uri,
-        [Upsert(ids[i], run.source, keys[i], row_hash[i], versions[i]) for i in upserts],
-        model=provider.model,
-        run_id=run.run_id,
-    )
-    ledger.record_tombstones(
-        sink.uri,
-        [Upsert(ids[i], run.source, keys[i], "", versions[i]) for i in deletes],
-        model=provider.model,
-        run_id=run.run_id,
-    )
-    ledger.advance_versions(sink.uri, current)
+        writer.submit(
+            WriteJob(
+                points=PointBatch(
+                    ids=[ids[i] for i in upserts],
+                    vectors=stack([got.by_hash[row_hash[i]] for i in upserts], provider.dim),
+                    payloads=payloads,
+                ),
+                provenance=[Upsert(ids[i], run.source, keys[i], row_hash[i], versions[i]) for i in upserts],
+                model=provider.model,
+                run_id=run.run_id,
+                new_vectors={h: v for h, v in got.by_hash.items() if h in got.embedded},
+            )
+        )
+    later.deletes.extend(Upsert(ids[i], run.source, keys[i], "", versions[i]) for i in deletes)
+    later.current.extend(current)
 
 
 def _advance_watermark(

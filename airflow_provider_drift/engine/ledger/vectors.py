@@ -98,8 +98,9 @@ class VectorsPart(LedgerPart):
             conn.executemany(
                 "INSERT INTO vectors (sink, point_id, source, source_key, content_hash, hash_scheme, model,"
                 " run_id, source_version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT (point_id, sink) DO UPDATE SET source=excluded.source,"
-                " source_key=excluded.source_key, content_hash=excluded.content_hash,"
+                # source and key are not updated: the point id is derived from them, so they cannot
+                # differ, and rewriting them would rewrite every vectors_by_key entry (~25% slower).
+                " ON CONFLICT (point_id, sink) DO UPDATE SET content_hash=excluded.content_hash,"
                 " hash_scheme=excluded.hash_scheme, model=excluded.model, run_id=excluded.run_id,"
                 " source_version=excluded.source_version, updated_at=excluded.updated_at,"
                 " deleted_at=NULL, deleted_run_id=NULL, deleted_version=NULL",
