@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.pg", "tests.fixtures.openai_server"]
+pytest_plugins = ["tests.fixtures.pg", "tests.fixtures.openai_server", "tests.fixtures.spark"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -488,28 +487,6 @@ def test_sample_tickets_are_deterministic_realistic_and_have_cdf(tmp_path: Path)
 
 
 # -- Spark -----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def spark() -> Any:
-    pytest.importorskip("py4j", reason="needs full pyspark (pyspark-client has no local session)")
-    pytest.importorskip("pyspark.sql")
-    if shutil.which("java") is None:
-        pytest.skip("needs Java")
-    from pyspark.sql import SparkSession
-
-    try:
-        session = (
-            SparkSession.builder.master("local[1]")
-            .appName("drift-sources-test")
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.shuffle.partitions", "2")
-            .getOrCreate()
-        )
-    except Exception as exc:
-        pytest.skip(f"cannot start a local Spark session: {exc}")
-    yield session
-    session.stop()
 
 
 @pytest.mark.spark
