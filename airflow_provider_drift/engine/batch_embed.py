@@ -96,6 +96,8 @@ class BatchEmbedJob:
     n_texts_reusable: int = 0
     estimated_tokens: int = 0
     estimated_cost_usd: float | None = 0.0
+    #: who submitted (e.g. the Airflow task instance): a retry with the same key resumes this job
+    resume_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -127,14 +129,23 @@ def submit_embed(
     run_context: dict[str, Any] | None = None,
     spark: Any = None,
     embedder: OpenAIBatchEmbedder | None = None,
+    resume_key: str | None = None,
 ) -> BatchEmbedJob:
     """Plan the rows, submit the texts that need the provider, and return the job to complete later.
 
     Takes :func:`~.embed.embed`'s arguments (``delete_missing`` and
     ``dry_run`` excepted: see :func:`plan_batch_embed`). A job without
     ``batch_ids`` had nothing to send: complete it at once.
+
+    :param resume_key: identifies the submitter, e.g. an Airflow task instance. If a job submitted
+        under this key is still open (fully submitted, not completed), it is returned instead of
+        submitting again — a task retried after its batches finished must not pay for them twice.
     """
     _require_openai(model)
+    open_job = _open_job(ledger, resume_key) if resume_key is not None else None
+    if open_job is not None:
+        log.info("resuming batch job of run %s (batches %s)", open_job.run_id, ", ".join(open_job.batch_ids))
+        return open_job
     own_embedder = embedder is None
     embedder = embedder or OpenAIBatchEmbedder(model, dim=dim, **(provider_options or {}))
     own_sink = not isinstance(sink, Sink)
@@ -167,6 +178,7 @@ def submit_embed(
         store_text=store_text,
         on_invalid=on_invalid,
         batch_size=batch_size,
+        resume_key=resume_key,
     )
     try:
         check_dimension(sink_obj, embedder.dim, create=False, distance=distance)
@@ -200,6 +212,8 @@ def submit_embed(
             raise
         price = embedder.price_per_million_tokens()
         job.estimated_cost_usd = None if price is None else round(job.estimated_tokens * price / 1e6, 8)
+        if job.batch_ids:
+            _write_manifest(Path(job.manifest), job, read_manifest(job), submitted=True)
         log.info(
             "submitted %d texts in %d batch(es) for %d rows (%d reusable texts); ~%d tokens",
             job.n_texts_submitted, len(job.batch_ids), job.n_rows_todo, job.n_texts_reusable,
@@ -304,6 +318,32 @@ def manifest_path(ledger: Ledger, run_id: str) -> Path:
     return Path(ledger.path).parent / "batch-jobs" / f"{run_id}.json"
 
 
+def find_open_job(ledger: Ledger, resume_key: str) -> BatchEmbedJob | None:
+    """The job ``resume_key`` submitted whose results are not written yet, if any.
+
+    A manifest holds its job once every batch is submitted and is deleted
+    once the results are written (or counted missing), so its presence is
+    exactly "submitted, not yet completed" — also after a completion that
+    failed to write, which a retry should finish rather than pay for again.
+    """
+    for path in sorted(manifest_path(ledger, "x").parent.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not ours, or unreadable: manifests are replaced atomically
+        job = data.get("job") if data.get("format") == MANIFEST_FORMAT else None
+        if job and job.get("resume_key") == resume_key:
+            return BatchEmbedJob.from_dict(job)
+    return None
+
+
+def _open_job(ledger: Ledger | str | os.PathLike[str] | None, resume_key: str) -> BatchEmbedJob | None:
+    if isinstance(ledger, Ledger):
+        return find_open_job(ledger, resume_key)
+    with open_ledger(ledger) as led:
+        return find_open_job(led, resume_key)
+
+
 def read_manifest(job: BatchEmbedJob) -> dict[str, list[str]]:
     """Batch id → the content hash of each submitted position, in order."""
     if not job.batch_ids:
@@ -372,11 +412,23 @@ def _submit_chunk(
     chunk.clear()
 
 
-def _write_manifest(path: Path, job: BatchEmbedJob, batches: dict[str, list[str]]) -> None:
-    """Write atomically after every submitted batch, so a crash never leaves a batch without its map."""
+def _write_manifest(
+    path: Path, job: BatchEmbedJob, batches: dict[str, list[str]], *, submitted: bool = False
+) -> None:
+    """Write atomically after every submitted batch, so a crash never leaves a batch without its map.
+
+    The last write (``submitted``) also stores the whole job, so a retried submitter can resume it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    payload = {"format": MANIFEST_FORMAT, "run_id": job.run_id, "model": job.model, "batches": batches}
+    payload: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "run_id": job.run_id,
+        "model": job.model,
+        "batches": batches,
+    }
+    if submitted:
+        payload["job"] = job.to_dict()
     tmp.write_text(json.dumps(payload), encoding="utf-8")
     os.replace(tmp, path)
 

@@ -256,8 +256,14 @@ class EmbedOperator(SinkTaskMixin, BaseOperator):
             try:
                 if self.is_dry_run:
                     return plan_batch_embed(self.source or self.table, ledger=self.ledger, **common).to_dict()
+                ids = run_context(context)
                 job = submit_embed(
-                    self.source or self.table, ledger=self.ledger, run_context=run_context(context), **common
+                    self.source or self.table,
+                    ledger=self.ledger,
+                    run_context=ids,
+                    # a retry of this task instance resumes its submitted job instead of paying again
+                    resume_key="/".join(str(ids[k]) for k in ("dag_id", "task_id", "run_id", "map_index")),
+                    **common,
                 )
             finally:
                 self._close_ledger()

@@ -18,12 +18,13 @@ from airflow_provider_drift.engine.batch_embed import (
     submit_embed,
 )
 from airflow_provider_drift.engine.embed import embed
-from airflow_provider_drift.engine.errors import ConfigError, ProviderError
+from airflow_provider_drift.engine.errors import ConfigError, ProviderError, SinkUnavailableError
 from airflow_provider_drift.engine.identity import point_id
 from airflow_provider_drift.engine.ledger import Ledger
 from airflow_provider_drift.engine.providers.openai_batch import OpenAIBatchEmbedder
 from airflow_provider_drift.engine.providers.shadow import shadow_vectors
 from airflow_provider_drift.engine.sinks import open_sink
+from tests.engine.cdc_helpers import FlakySink
 from tests.fixtures.openai_server import Fault, OpenAIServer
 
 MODEL = "openai/text-embedding-3-small"
@@ -235,3 +236,31 @@ def test_a_failed_batch_writes_nothing_and_says_to_re_run(
     openai_server.batch_outcome = "completed"
     _, run = run_job(openai_server, src, sink)
     assert (run.status, run.n_written) == ("success", 2)
+
+
+def test_a_retried_submitter_resumes_its_job_and_pays_once(
+    openai_server: OpenAIServer, tmp_path: Path, sink: str, ledger_path: Path
+) -> None:
+    src = table(tmp_path / "t", [1, 2, 3], ["first text", "second text", "third text"])
+    key = "dag/embed/manual__1/-1"
+    job = submit(openai_server, src, sink, resume_key=key)
+    wait_done(openai_server, job)
+    uploads = sum(r.method == "POST" and r.path.endswith("/files") for r in openai_server.requests)
+    assert uploads == 1
+
+    again = submit(openai_server, src, sink, resume_key=key)  # an Airflow retry of the same task instance
+    assert again.to_dict() == job.to_dict()
+    assert sum(r.method == "POST" and r.path.endswith("/files") for r in openai_server.requests) == uploads
+
+    down = FlakySink(open_sink(sink), fail_after=0)  # the first completion cannot write
+    with pytest.raises(SinkUnavailableError):
+        complete_embed(job, sink=down, provider_options=options(openai_server))
+    down.inner.close()
+    resumed = submit(openai_server, src, sink, resume_key=key)  # the retry finishes the same job
+    assert resumed.run_id == job.run_id
+    run = complete_embed(resumed, provider_options=options(openai_server))
+    assert (run.status, run.n_written) == ("success", 3)
+    assert Counter(batch_billed(openai_server)) == Counter(["first text", "second text", "third text"])
+
+    fresh = submit(openai_server, src, sink, resume_key=key)  # completed: nothing left to resume
+    assert fresh.run_id != job.run_id and fresh.batch_ids == []
