@@ -15,7 +15,7 @@ from airflow_provider_drift.triggers.openai_batch import EVENT_STATUSES, OpenAIB
 
 from ._context import run_context
 from ._errors import engine_errors
-from ._sink_task import SinkTaskMixin
+from ._sink_task import SinkTaskMixin, check_sink_args
 from .assets import sink_asset_uri
 
 if TYPE_CHECKING:
@@ -136,18 +136,7 @@ class EmbedOperator(SinkTaskMixin, BaseOperator):
             _check_batch_api(model, shadow_mode=shadow_mode, delete_missing=delete_missing)
         if (source is None) == (table is None):
             raise ConfigError("pass exactly one of source= or table=", hint="both name the table to read")
-        if sink and sink_conn_id:
-            raise ConfigError("pass either sink= or sink_conn_id=, not both", hint="keep one of them")
-        if sink and (collection or sink_schema):
-            raise ConfigError(
-                "a sink URI already names its collection; collection=/sink_schema= would be ignored",
-                hint="drop collection=/sink_schema=, or use sink_conn_id= with collection=",
-            )
-        if not sink and not collection:
-            raise ConfigError(
-                "no collection to write",
-                hint="pass collection= (with sink_conn_id= or for the embedded default), or a sink URI",
-            )
+        check_sink_args(sink=sink, sink_conn_id=sink_conn_id, collection=collection, sink_schema=sink_schema)
         super().__init__(**kwargs)
         self.source = source
         self.table = table
