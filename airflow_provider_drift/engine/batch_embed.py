@@ -15,11 +15,9 @@ another process:
   rows through embed's own writer path; the run's cost is the batches' token
   usage × the discounted price.
 
-Which position of a batch holds which text is kept in a *manifest* file next
-to the ledger (``<ledger dir>/batch-jobs/<run_id>.json``): the job record
-stays small enough for XCom and the trigger, and every task of a deployment
-already shares the ledger's directory. The manifest and the provider's batch
-files are deleted once the results are written.
+The job record and its manifest (which batch position holds which text) are
+described in :mod:`.batch_job`; the manifest and the provider's batch files
+are deleted once the results are written.
 
 Rows whose text has no batch result — the source changed after submission
 (Parquet, in-memory data), or a vector counted as reusable has left the sink
@@ -33,18 +31,16 @@ re-run submits (and pays for) only the missing texts.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .batch_job import BatchEmbedJob, find_open_job, manifest_path, read_manifest, write_manifest
 from .embed import DEFAULT_BATCH_SIZE, add_written, check_dimension, describe_error, embed, submit_batch
 from .errors import ConfigError, ProviderError
 from .identity import content_hashes
@@ -63,49 +59,7 @@ from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FORMAT = 1
 _META_VALUE_MAX = 512  # OpenAI's limit on a metadata value
-
-
-@dataclass
-class BatchEmbedJob:
-    """What :func:`complete_embed` needs, as JSON primitives (XCom, trigger kwargs, a file)."""
-
-    run_id: str
-    model: str
-    sink: str
-    source: str
-    source_version: int | None
-    #: the path/URI the source was read from; None for in-memory data (pass it again to complete)
-    location: str | None
-    source_kind: str
-    text_col: str
-    key_col: str
-    filter: str | None = None
-    dim: int | None = None
-    distance: str = "cosine"
-    dedup: bool = True
-    store_text: bool = False
-    on_invalid: str = "error"
-    batch_size: int = DEFAULT_BATCH_SIZE
-    batch_ids: list[str] = field(default_factory=list)
-    manifest: str | None = None
-    n_rows: int = 0
-    n_rows_todo: int = 0
-    n_texts_submitted: int = 0
-    n_texts_reusable: int = 0
-    estimated_tokens: int = 0
-    estimated_cost_usd: float | None = 0.0
-    #: who submitted (e.g. the Airflow task instance): a retry with the same key resumes this job
-    resume_key: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BatchEmbedJob:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def submit_embed(
@@ -213,7 +167,7 @@ def submit_embed(
         price = embedder.price_per_million_tokens()
         job.estimated_cost_usd = None if price is None else round(job.estimated_tokens * price / 1e6, 8)
         if job.batch_ids:
-            _write_manifest(Path(job.manifest), job, read_manifest(job), submitted=True)
+            write_manifest(Path(job.manifest), job, read_manifest(job), submitted=True)
         log.info(
             "submitted %d texts in %d batch(es) for %d rows (%d reusable texts); ~%d tokens",
             job.n_texts_submitted, len(job.batch_ids), job.n_rows_todo, job.n_texts_reusable,
@@ -313,56 +267,11 @@ def plan_batch_embed(df: Any = None, **embed_kwargs: Any) -> EmbedRun:
     return run
 
 
-def manifest_path(ledger: Ledger, run_id: str) -> Path:
-    """Where a job's positions → content hashes are kept: beside the ledger every task already shares."""
-    return Path(ledger.path).parent / "batch-jobs" / f"{run_id}.json"
-
-
-def find_open_job(ledger: Ledger, resume_key: str) -> BatchEmbedJob | None:
-    """The job ``resume_key`` submitted whose results are not written yet, if any.
-
-    A manifest holds its job once every batch is submitted and is deleted
-    once the results are written (or counted missing), so its presence is
-    exactly "submitted, not yet completed" — also after a completion that
-    failed to write, which a retry should finish rather than pay for again.
-    """
-    for path in sorted(manifest_path(ledger, "x").parent.glob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # not ours, or unreadable: manifests are replaced atomically
-        job = data.get("job") if data.get("format") == MANIFEST_FORMAT else None
-        if job and job.get("resume_key") == resume_key:
-            return BatchEmbedJob.from_dict(job)
-    return None
-
-
 def _open_job(ledger: Ledger | str | os.PathLike[str] | None, resume_key: str) -> BatchEmbedJob | None:
     if isinstance(ledger, Ledger):
         return find_open_job(ledger, resume_key)
     with open_ledger(ledger) as led:
         return find_open_job(led, resume_key)
-
-
-def read_manifest(job: BatchEmbedJob) -> dict[str, list[str]]:
-    """Batch id → the content hash of each submitted position, in order."""
-    if not job.batch_ids:
-        return {}
-    try:
-        data = json.loads(Path(str(job.manifest)).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot read the batch manifest {job.manifest!r} of run {job.run_id}: {exc}",
-            hint="complete the job with the ledger it was submitted with (the manifest lives beside it); "
-            "if it is lost, re-run the embed: written rows are skipped",
-        ) from exc
-    if data.get("format") != MANIFEST_FORMAT:
-        raise ConfigError(
-            f"batch manifest {job.manifest!r} has format {data.get('format')!r}, not {MANIFEST_FORMAT}",
-            hint="complete the job with the drift version that submitted it",
-        )
-    batches: dict[str, list[str]] = data["batches"]
-    return {b: batches[b] for b in job.batch_ids}
 
 
 # -- submit -----------------------------------------------------------------------------------------
@@ -406,31 +315,10 @@ def _submit_chunk(
     batch_id = embedder.submit(texts, metadata=meta)
     job.batch_ids.append(batch_id)
     manifest[batch_id] = list(chunk)
-    _write_manifest(Path(str(job.manifest)), job, manifest)
+    write_manifest(Path(str(job.manifest)), job, manifest)
     job.n_texts_submitted += len(texts)
     job.estimated_tokens += embedder.estimate_tokens(texts)
     chunk.clear()
-
-
-def _write_manifest(
-    path: Path, job: BatchEmbedJob, batches: dict[str, list[str]], *, submitted: bool = False
-) -> None:
-    """Write atomically after every submitted batch, so a crash never leaves a batch without its map.
-
-    The last write (``submitted``) also stores the whole job, so a retried submitter can resume it.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    payload: dict[str, Any] = {
-        "format": MANIFEST_FORMAT,
-        "run_id": job.run_id,
-        "model": job.model,
-        "batches": batches,
-    }
-    if submitted:
-        payload["job"] = job.to_dict()
-    tmp.write_text(json.dumps(payload), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # -- complete ---------------------------------------------------------------------------------------
