@@ -360,7 +360,8 @@ def collapse(changes: pa.Table) -> pa.Table:
     n = table.num_rows
     same_key = pc.equal(keys.slice(0, n - 1), keys.slice(1))
     _reject_duplicates(same_key, versions, ranks, keys)
-    is_last = pa.concat_arrays([pc.invert(same_key).combine_chunks(), _ONE_TRUE])
+    # One row: no pairs to compare (and combining zero chunks would convert from Python, importing pandas)
+    is_last = _ONE_TRUE if n == 1 else pa.concat_arrays([pc.invert(same_key).combine_chunks(), _ONE_TRUE])
     final = table.filter(is_last)
     present = final.column("_rank").cast(pa.bool_())
     return pa.Table.from_arrays(

@@ -417,3 +417,22 @@ def test_cli_watch(table: str, sink_uri: str, capsys: pytest.CaptureFixture[str]
     missing = str(Path(table).parent / "nope")
     assert main([*args[:2], missing, *args[3:]]) == 2
     assert "hint:" in capsys.readouterr().err
+
+
+def test_a_watch_process_never_imports_pandas(table: str, tmp_path: Path) -> None:
+    """pyarrow imports pandas (~1 s, ~50 MiB) on any Python-to-Arrow conversion; a watch must not pay it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from airflow_provider_drift.engine.watch import watch\n"
+        f"watch({table!r}, text_col='body', key_col='id', model='shadow/m', dim=8, shadow_mode=True,\n"
+        f"      sink='qdrant+local://{tmp_path}/qdrant/p')\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    write(table, {"id": [99], "body": ["one more"]})  # a change window, not only the first snapshot
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    write(table, {"id": [100], "body": ["and another"]})
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert (first.stdout.split()[-1], again.stdout.split()[-1]) == ("False", "False")
