@@ -15,6 +15,7 @@ from airflow_provider_drift.engine.errors import (
     DimensionMismatchError,
     InvalidRowsError,
     ProviderUnavailableError,
+    SinkUnavailableError,
     SourceError,
     UnknownModelError,
 )
@@ -319,3 +320,26 @@ def test_a_text_repeated_in_later_batches_of_one_run_is_paid_once(tmp_path: Path
     assert (run.n_embedded, run.n_reused, run.n_written) == (4, 20, 24)
     assert sink_state(sink_uri) == expected_state(table, run.source)
     assert status(sink_uri).in_agreement
+
+
+def test_sink_failing_half_way_leaves_ledger_and_sink_agreeing_and_the_rerun_completes(
+    table: str, sink_uri: str
+) -> None:
+    from .cdc_helpers import FlakySink
+
+    provider = CountingProvider()
+    flaky = FlakySink(open_sink(sink_uri), fail_after=2)  # accepts two 10-row batches, then drops
+    with pytest.raises(SinkUnavailableError):
+        run_embed(table, flaky, provider, batch_size=10)
+    flaky.close()
+    with Ledger() as led:
+        failed = led.recent_runs(limit=1)[0]
+    assert failed["status"] == "failed" and failed["n_written"] == 20
+    after_failure = status(sink_uri)
+    assert after_failure.points == after_failure.ledger_points == 20  # every accepted batch is recorded
+
+    rerun = run_embed(table, sink_uri, provider, batch_size=10)
+    assert (rerun.n_rows_deduped, rerun.n_written) == (20, 30)
+    assert sink_state(sink_uri) == expected_state(table, rerun.source)
+    # texts embedded behind the failure (at most the writer's depth + 1 batches) may be paid again
+    assert len(provider.texts_sent) <= 50 + 2 * 10
