@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from airflow_provider_drift.engine.ledger import Ledger
 from airflow_provider_drift.engine.migrate import migrate
 from airflow_provider_drift.engine.providers.shadow import ShadowProvider
 from airflow_provider_drift.engine.query import nearest
+from tests.fixtures.pg import unique_name
 
-from .migration_helpers import NEW, OLD, corpus, write_texts
+from .migration_helpers import NEW, OLD, corpus, pg_uri, write_texts
 
 N = 600
 
@@ -30,12 +32,17 @@ class Index:
     source: str
 
 
-@pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
+@pytest.fixture(scope="module", params=["qdrant_local", "pgvector"])
+def index(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
     """An old-model collection of N sentences and the adapter a drift-adapter migration stored for it."""
     root = tmp_path_factory.mktemp("query")
     table = write_texts(root / "texts", N)
-    sink = f"qdrant+local://{root}/qdrant/docs"
+    if request.param == "pgvector":
+        dsn, name = request.getfixturevalue("pg_dsn"), unique_name("q")
+        request.addfinalizer(lambda: _drop_table(dsn, name))
+        sink = pg_uri(dsn, name)
+    else:
+        sink = f"qdrant+local://{root}/qdrant/docs"
     with Ledger(root / "ledger.db") as led:
         embed(table, text_col="body", key_col="id", model=OLD, sink=sink, shadow_mode=True, ledger=led)
         run = migrate(
@@ -48,7 +55,15 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
             adapter_dir=root / "adapters",
         )
     assert run.passed and run.adapter_path
-    return Index(sink, root / "ledger.db", run.adapter_path, f"delta://{table}")
+    yield Index(sink, root / "ledger.db", run.adapter_path, f"delta://{table}")
+
+
+def _drop_table(dsn: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 def own(index: Index, i: int) -> str:
