@@ -17,8 +17,9 @@ the ledger only after the sink accepted it, in submission order ("sink
 first": a crash between the two leaves points the ledger does not know,
 which a re-run rewrites). On an error in either stage, every batch the sink
 already accepted is still recorded before ``close()`` raises; the batches
-embedded behind the failure (at most ``depth + 1``) are not written and
-their texts are paid again by the re-run — the price of overlap. A hard
+embedded but not accepted (the failed one, up to ``depth`` queued behind it
+and the one being handed over: ``depth + 2``) are not written and their
+texts are paid again by the re-run — the price of overlap. A hard
 kill (SIGKILL, OOM) can lose the ledger records of up to
 ``_MAX_LEDGER_ROWS`` rows the sink holds: the re-run embeds those again.
 Texts of batches not yet recorded are served from ``pending`` so a text
