@@ -20,8 +20,10 @@ already accepted is still recorded before ``close()`` raises; the batches
 embedded but not accepted (the failed one, up to ``depth`` queued behind it
 and the one being handed over: ``depth + 2``) are not written and their
 texts are paid again by the re-run — the price of overlap. A hard
-kill (SIGKILL, OOM) can lose the ledger records of up to
-``_MAX_LEDGER_ROWS`` rows the sink holds: the re-run embeds those again.
+kill (SIGKILL, OOM) can lose the ledger records of rows the sink holds —
+the transaction in progress (up to ``_MAX_LEDGER_ROWS``) and the batches
+queued for the ledger (up to ``_LEDGER_QUEUE``): ~130k rows at the default
+batch size. The re-run embeds those again.
 Texts of batches not yet recorded are served from ``pending`` so a text
 repeated in a later batch is paid for once.
 """
@@ -39,6 +41,7 @@ from .ledger import Ledger, Upsert
 from .sinks.base import PointBatch, Sink
 
 _MAX_LEDGER_ROWS = 65_536
+_LEDGER_QUEUE = 16  # batches accepted by the sink, waiting for the ledger
 _NO_POINTS = PointBatch([], np.empty((0, 0), dtype=np.float32), [])
 
 
@@ -60,7 +63,7 @@ class BatchWriter:
         self._ledger_path = ledger_path
         self._on_written = on_written
         self._to_sink: queue.Queue[WriteJob | None] = queue.Queue(maxsize=depth)
-        self._to_ledger: queue.Queue[WriteJob | None] = queue.Queue(maxsize=16)
+        self._to_ledger: queue.Queue[WriteJob | None] = queue.Queue(maxsize=_LEDGER_QUEUE)
         self._pending: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
         #: held while the writer uses the sink; take it to use the sink from another thread
