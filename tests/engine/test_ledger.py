@@ -30,6 +30,29 @@ def test_ledger_from_a_newer_release_is_refused(tmp_path: Path) -> None:
         Ledger(path)
 
 
+def test_a_ledger_of_an_older_schema_is_migrated_and_keeps_its_vectors(tmp_path: Path) -> None:
+    from airflow_provider_drift.engine.ledger.schema import MIGRATIONS
+
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path)
+    for statement in MIGRATIONS[0][1].split(";"):  # a ledger written by the first release
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO vectors (sink, point_id, source, source_key, content_hash, hash_scheme, model, run_id,"
+        " created_at, updated_at) VALUES ('s', 'p1', 'src', 'k1', ?, 'sha256-v1', 'm', 'r', 'now', 'now')",
+        ("ab" * 32,),
+    )
+    conn.commit()
+    conn.close()
+    with Ledger(path) as led:
+        assert led.find_embedded("m", ["ab" * 32, "cd" * 32], sink="s") == {"ab" * 32: "p1"}
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION > 1
+    conn.close()
+
+
 def test_default_path_follows_environment(ledger_path: Path) -> None:
     with Ledger() as led:
         assert led.path == ledger_path

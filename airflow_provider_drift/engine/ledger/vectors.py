@@ -81,11 +81,13 @@ class VectorsPart(LedgerPart):
         """
         if not hashes:
             return {}
-        rows = self._db.query(
+        wanted = json.dumps(list(hashes))
+        rows = self._db.query(  # the prefix term is what vectors_by_text indexes (schema v2)
             "SELECT content_hash, MIN(point_id) AS point_id FROM vectors"
-            " WHERE model=? AND deleted_at IS NULL AND sink=?"
-            " AND content_hash IN (SELECT value FROM json_each(?)) GROUP BY content_hash",
-            (model, sink, json.dumps(list(hashes))),
+            " WHERE substr(content_hash, 1, 16) IN (SELECT substr(value, 1, 16) FROM json_each(?1))"
+            " AND deleted_at IS NULL AND content_hash IN (SELECT value FROM json_each(?1))"
+            " AND model=?2 AND sink=?3 GROUP BY content_hash",
+            (wanted, model, sink),
         )
         return {r["content_hash"]: r["point_id"] for r in rows}
 
