@@ -133,6 +133,7 @@ def main() -> None:
     from airflow_provider_drift.engine.sources.sample import write_sample_tickets
 
     root = Path(a.sink_root or tempfile.mkdtemp(prefix="drift-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
     results = []
     for n in (int(s) for s in a.sizes.split(",")):
         table = str(root / f"tickets_{n}")

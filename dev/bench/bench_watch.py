@@ -212,6 +212,7 @@ def main() -> None:
     from airflow_provider_drift.engine.sources.sample import write_sample_tickets
 
     root = Path(a.sink_root or tempfile.mkdtemp(prefix="drift-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
     results = []
     for n in (int(s) for s in a.sizes.split(",")):
         work = Path(tempfile.mkdtemp(prefix=f"watch_{n}_", dir=root))  # fresh table, sink and ledger
