@@ -35,6 +35,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +44,15 @@ import numpy as np
 from .batch_job import BatchEmbedJob, find_open_job, manifest_path, read_manifest, write_manifest
 from .embed import DEFAULT_BATCH_SIZE, add_written, check_dimension, describe_error, embed, submit_batch
 from .errors import ConfigError, ProviderError
+from .handles import ledger_for, sink_for
 from .identity import content_hashes
-from .ledger import Ledger, open_ledger
+from .ledger import Ledger
 from .models import BATCH_DISCOUNT, split_model
 from .providers.base import EmbeddingProvider, Embeddings
 from .providers.openai_batch import OpenAIBatchEmbedder
 from .providers.openai_provider import PartialEmbeddings
 from .records import EmbedRun
 from .rows import OnInvalid, RowBatch, plan_rows
-from .sinks import open_sink
 from .sinks.base import Distance, Sink
 from .sources import Source, open_source
 from .vectorize import add_cost, stack
@@ -100,41 +101,43 @@ def submit_embed(
     if open_job is not None:
         log.info("resuming batch job of run %s (batches %s)", open_job.run_id, ", ".join(open_job.batch_ids))
         return open_job
-    own_embedder = embedder is None
-    embedder = embedder or OpenAIBatchEmbedder(model, dim=dim, **(provider_options or {}))
-    own_sink = not isinstance(sink, Sink)
-    sink_obj: Sink = open_sink(sink, **(sink_options or {})) if isinstance(sink, str) else sink
-    own_ledger = not isinstance(ledger, Ledger)
-    ledger_obj = open_ledger(ledger)
-    src = open_source(
-        df,
-        source=source,
-        key_col=key_col,
-        text_col=text_col,
-        filter=filter,
-        batch_size=batch_size,
-        spark=spark,
-    )
-    job = BatchEmbedJob(
-        run_id="",
-        model=embedder.model,
-        sink=sink_obj.uri,
-        source=src.name,
-        source_version=src.version,
-        location=_location(df, source),
-        source_kind=src.kind,
-        text_col=text_col,
-        key_col=key_col,
-        filter=filter,
-        dim=dim if dim is not None or own_embedder else embedder.dim,  # complete builds the same one
-        distance=distance,
-        dedup=dedup,
-        store_text=store_text,
-        on_invalid=on_invalid,
-        batch_size=batch_size,
-        resume_key=resume_key,
-    )
-    try:
+    with ExitStack() as stack:
+        own_embedder = embedder is None
+        embedder = embedder or stack.enter_context(
+            closing(OpenAIBatchEmbedder(model, dim=dim, **(provider_options or {})))
+        )
+        sink_obj = sink_for(sink, stack, sink_options)
+        ledger_obj = ledger_for(ledger, stack)
+        src = stack.enter_context(
+            open_source(
+                df,
+                source=source,
+                key_col=key_col,
+                text_col=text_col,
+                filter=filter,
+                batch_size=batch_size,
+                spark=spark,
+            )
+        )
+        job = BatchEmbedJob(
+            run_id="",
+            model=embedder.model,
+            sink=sink_obj.uri,
+            source=src.name,
+            source_version=src.version,
+            location=_location(df, source),
+            source_kind=src.kind,
+            text_col=text_col,
+            key_col=key_col,
+            filter=filter,
+            dim=dim if dim is not None or own_embedder else embedder.dim,  # complete builds the same one
+            distance=distance,
+            dedup=dedup,
+            store_text=store_text,
+            on_invalid=on_invalid,
+            batch_size=batch_size,
+            resume_key=resume_key,
+        )
         check_dimension(sink_obj, embedder.dim, create=False, distance=distance)
         job.run_id = ledger_obj.start_run(
             kind="embed",
@@ -174,14 +177,6 @@ def submit_embed(
             job.estimated_tokens,
         )  # fmt: skip
         return job
-    finally:
-        src.close()
-        if own_sink:
-            sink_obj.close()
-        if own_ledger:
-            ledger_obj.close()
-        if own_embedder:
-            embedder.close()
 
 
 def complete_embed(
@@ -206,18 +201,16 @@ def complete_embed(
     """
     job = job if isinstance(job, BatchEmbedJob) else BatchEmbedJob.from_dict(job)
     started = time.monotonic()
-    own_embedder = embedder is None
-    embedder = embedder or OpenAIBatchEmbedder(job.model, dim=job.dim, **(provider_options or {}))
-    own_sink = not isinstance(sink, Sink)
-    sink_obj: Sink = sink if isinstance(sink, Sink) else open_sink(sink or job.sink, **(sink_options or {}))
-    own_ledger = not isinstance(ledger, Ledger)
-    ledger_obj = open_ledger(ledger)
-    run = EmbedRun(job.run_id, job.model, sink_obj.uri, job.source, job.source_version)
-    src: Source | None = None
-    missing: dict[str, str] = {}
-    try:
+    with ExitStack() as stack:
+        embedder = embedder or stack.enter_context(
+            closing(OpenAIBatchEmbedder(job.model, dim=job.dim, **(provider_options or {})))
+        )
+        sink_obj = sink_for(sink or job.sink, stack, sink_options)
+        ledger_obj = ledger_for(ledger, stack)
+        run = EmbedRun(job.run_id, job.model, sink_obj.uri, job.source, job.source_version)
+        missing: dict[str, str] = {}
         try:
-            src = _reopen(job, df, spark)
+            src = stack.enter_context(_reopen(job, df, spark))
             manifest = read_manifest(job)
             served = _fetch_all(embedder, manifest, run, missing)
             check_dimension(sink_obj, embedder.dim, create=True, distance=job.distance)  # type: ignore[arg-type]
@@ -247,15 +240,6 @@ def complete_embed(
         if run.cost_usd is None:
             log.warning("model %s has no known price: this run's cost is recorded as unknown", job.model)
         return run
-    finally:
-        if src is not None:
-            src.close()
-        if own_sink:
-            sink_obj.close()
-        if own_ledger:
-            ledger_obj.close()
-        if own_embedder:
-            embedder.close()
 
 
 def plan_batch_embed(df: Any = None, **embed_kwargs: Any) -> EmbedRun:
@@ -268,10 +252,8 @@ def plan_batch_embed(df: Any = None, **embed_kwargs: Any) -> EmbedRun:
 
 
 def _open_job(ledger: Ledger | str | os.PathLike[str] | None, resume_key: str) -> BatchEmbedJob | None:
-    if isinstance(ledger, Ledger):
-        return find_open_job(ledger, resume_key)
-    with open_ledger(ledger) as led:
-        return find_open_job(led, resume_key)
+    with ExitStack() as stack:
+        return find_open_job(ledger_for(ledger, stack), resume_key)
 
 
 # -- submit -----------------------------------------------------------------------------------------

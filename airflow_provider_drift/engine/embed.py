@@ -15,14 +15,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 from .errors import DimensionMismatchError
-from .ledger import Ledger, Upsert, open_ledger
+from .handles import ledger_for, sink_for
+from .ledger import Ledger, Upsert
 from .providers import EmbeddingProvider, get_provider
 from .records import EmbedRun
 from .rows import OnInvalid, RowBatch, plan_rows
-from .sinks import open_sink
 from .sinks.base import (
     PAYLOAD_HASH,
     PAYLOAD_KEY,
@@ -86,28 +87,28 @@ def embed(
     """
     started = time.monotonic()
     provider = provider or get_provider(model, shadow_mode=shadow_mode, dim=dim, options=provider_options)
-    own_sink = not isinstance(sink, Sink)
-    sink_obj: Sink = open_sink(sink, **(sink_options or {})) if isinstance(sink, str) else sink
-    own_ledger = not isinstance(ledger, Ledger)
-    ledger_obj = open_ledger(ledger)
-    src = open_source(
-        df,
-        source=source,
-        key_col=key_col,
-        text_col=text_col,
-        filter=filter,
-        batch_size=batch_size,
-        spark=spark,
-    )
-    run = EmbedRun(
-        run_id="",
-        model=provider.model,
-        sink=sink_obj.uri,
-        source=src.name,
-        source_version=src.version,
-        dry_run=dry_run,
-    )
-    try:
+    with ExitStack() as stack:
+        sink_obj = sink_for(sink, stack, sink_options)
+        ledger_obj = ledger_for(ledger, stack)
+        src = stack.enter_context(
+            open_source(
+                df,
+                source=source,
+                key_col=key_col,
+                text_col=text_col,
+                filter=filter,
+                batch_size=batch_size,
+                spark=spark,
+            )
+        )
+        run = EmbedRun(
+            run_id="",
+            model=provider.model,
+            sink=sink_obj.uri,
+            source=src.name,
+            source_version=src.version,
+            dry_run=dry_run,
+        )
         check_dimension(sink_obj, provider.dim, create=not dry_run, distance=distance)
         if dry_run:
             return _plan(
@@ -170,12 +171,6 @@ def embed(
         if run.cost_usd is None:
             log.warning("model %s has no known price: this run's cost is recorded as unknown", provider.model)
         return run
-    finally:
-        src.close()
-        if own_sink:
-            sink_obj.close()
-        if own_ledger:
-            ledger_obj.close()
 
 
 def check_dimension(sink: Sink, dim: int, *, create: bool, distance: Distance) -> None:

@@ -16,12 +16,14 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from .errors import DriftError, SinkUnavailableError
+from .handles import ledger_for
 from .identity import key_to_str, point_id
-from .ledger import Ledger, open_ledger
+from .ledger import Ledger
 from .ledger.base import utc_now
 from .sinks import open_sink
 from .sinks.base import Sink
@@ -86,9 +88,8 @@ def erase(
     started = time.monotonic()
     key_text = key_to_str(key)
     pid = point_id(source, key_text)
-    own_ledger = not isinstance(ledger, Ledger)
-    led = open_ledger(ledger)
-    try:
+    with ExitStack() as stack:
+        led = ledger_for(ledger, stack)
         rows = led.points_for_key(source, key_text)
         record = EraseRun(run_id="", source=source, key=key_text, point_id=pid)
         if not rows:
@@ -118,9 +119,6 @@ def erase(
                 run_id=record.run_id,
             )
         return record
-    finally:
-        if own_ledger:
-            led.close()
 
 
 def _by_identity(sinks: Sequence[str | Sink]) -> dict[str, str | Sink]:

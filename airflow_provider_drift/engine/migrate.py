@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any, Literal, get_args
 
 from .dual_write import (
@@ -34,12 +35,12 @@ from .dual_write import (
 )
 from .embed import DEFAULT_BATCH_SIZE
 from .errors import ConfigError, DriftError, MigrationError
-from .ledger import Ledger, open_ledger
+from .handles import ledger_for, sink_for
+from .ledger import Ledger
 from .paired_strategies import run_drift_adapter, run_shadow_eval
 from .pairs import resolve_sources, sample_pairs
 from .providers import EmbeddingProvider, get_provider
 from .records import MigrateRun
-from .sinks import open_sink
 from .sinks.base import Sink
 
 Strategy = Literal["dual-write", "drift-adapter", "shadow-eval"]
@@ -125,31 +126,29 @@ def migrate(
             return provider
         return get_provider(to_model, shadow_mode=shadow_mode, dim=dim or known_dim, options=provider_options)
 
-    own_sink = not isinstance(sink, Sink)
-    given: Sink = open_sink(sink, **(sink_options or {})) if isinstance(sink, str) else sink
-    own_ledger = not isinstance(ledger, Ledger)
-    led = open_ledger(ledger)
-    run = MigrateRun(
-        run_id="",
-        strategy=strategy,
-        from_model=from_model,
-        to_model=to_model,
-        sink=given.uri,
-        threshold=threshold,
-    )
-    run.metrics["action"] = action if strategy == "dual-write" else None
-    params = {
-        "action": action,
-        "sample_size": sample_size,
-        "threshold": threshold,
-        "k": k,
-        "seed": seed,
-        "shadow_mode": shadow_mode,
-        "target_collection": target_collection,
-        "alias": alias,
-        "drop": drop,
-    }
-    try:
+    with ExitStack() as stack:
+        given = sink_for(sink, stack, sink_options)
+        led = ledger_for(ledger, stack)
+        run = MigrateRun(
+            run_id="",
+            strategy=strategy,
+            from_model=from_model,
+            to_model=to_model,
+            sink=given.uri,
+            threshold=threshold,
+        )
+        run.metrics["action"] = action if strategy == "dual-write" else None
+        params = {
+            "action": action,
+            "sample_size": sample_size,
+            "threshold": threshold,
+            "k": k,
+            "seed": seed,
+            "shadow_mode": shadow_mode,
+            "target_collection": target_collection,
+            "alias": alias,
+            "drop": drop,
+        }
         if strategy == "dual-write":
             dw = DualWrite(
                 ledger=led,
@@ -193,11 +192,6 @@ def migrate(
         finally:
             if old is not given:
                 old.close()
-    finally:
-        if own_sink:
-            given.close()
-        if own_ledger:
-            led.close()
 
 
 def cutover(sink: str | Sink, **options: Any) -> MigrateRun:

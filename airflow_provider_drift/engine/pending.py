@@ -9,12 +9,14 @@ credentials: the sink is named by the credential-free URI the ledger records.
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from .changes import PendingChanges, pending_changes
-from .ledger import Ledger, open_ledger
+from .handles import ledger_for
+from .ledger import Ledger
 from .sources import source_name
 
 
@@ -54,13 +56,8 @@ def check_changes(
     :param min_changed_rows: also require this many changed rows (reads the feed's change types).
     """
     name = source or source_name(table)
-    own = not isinstance(ledger, Ledger)
-    led = open_ledger(ledger)
-    try:
-        watermark = led.get_watermark(name, sink_uri)
-    finally:
-        if own:
-            led.close()
+    with ExitStack() as stack:
+        watermark = ledger_for(ledger, stack).get_watermark(name, sink_uri)
     found = pending_changes(
         table,
         after_version=watermark,

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from .errors import ConfigError, DimensionMismatchError, MigrationError
-from .ledger import Ledger, open_ledger
+from .handles import ledger_for, sink_for
+from .ledger import Ledger
 from .providers import EmbeddingProvider, get_provider
-from .sinks import open_sink
 from .sinks.base import Hit, Sink
 
 if TYPE_CHECKING:
@@ -49,9 +50,8 @@ def nearest(
     """
     if not isinstance(limit, int) or limit < 1:
         raise ConfigError(f"limit must be a positive integer, got {limit!r}", hint="e.g. limit=10")
-    own_sink = not isinstance(sink, Sink)
-    sink_obj: Sink = open_sink(sink, **(sink_options or {})) if isinstance(sink, str) else sink
-    try:
+    with ExitStack() as stack:
+        sink_obj = sink_for(sink, stack, sink_options)
         index_dim = sink_obj.dimension()
         if index_dim is None:
             raise ConfigError(f"{sink_obj.uri} does not exist", hint="embed into it first")
@@ -68,9 +68,6 @@ def nearest(
                 actual=int(vector.shape[0]),
             )
         return sink_obj.search(vector, limit=limit)
-    finally:
-        if own_sink:
-            sink_obj.close()
 
 
 def _query_vector(
@@ -116,13 +113,9 @@ def _adapter(
     if isinstance(adapter, DriftAdapter):
         fitted = adapter
     elif adapter == "auto":
-        own = not isinstance(ledger, Ledger)
-        led = open_ledger(ledger)
-        try:
+        with ExitStack() as stack:
+            led = ledger_for(ledger, stack)
             found = [a for a in led.adapters(sink.uri, to_model=model, passed=True) if a["path"]]
-        finally:
-            if own:
-                led.close()
         if not found:
             raise MigrationError(
                 f"the ledger has no adapter for {model} queries on {sink.uri} that passed the gate",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .ledger import Ledger, open_ledger
-from .sinks import open_sink
+from .handles import ledger_for, sink_for
+from .ledger import Ledger
 from .sinks.base import Sink
 
 
@@ -42,11 +43,9 @@ def status(
     ``in_agreement`` is a count check: it catches vectors written outside
     drift and deletes the ledger never heard of, cheaply, on any size.
     """
-    own_sink = not isinstance(sink, Sink)
-    sink_obj: Sink = open_sink(sink, **(sink_options or {})) if isinstance(sink, str) else sink
-    own_ledger = not isinstance(ledger, Ledger)
-    led = open_ledger(ledger)
-    try:
+    with ExitStack() as stack:
+        sink_obj = sink_for(sink, stack, sink_options)
+        led = ledger_for(ledger, stack)
         dim = sink_obj.dimension()
         points = sink_obj.count() if dim is not None else 0
         live = led.live_count(sink_obj.uri)
@@ -85,8 +84,3 @@ def status(
             unpriced_runs=totals["unpriced_runs"],
             last_runs=last_runs,
         )
-    finally:
-        if own_sink:
-            sink_obj.close()
-        if own_ledger:
-            led.close()

@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,12 +39,12 @@ import pyarrow.compute as pc
 from .changes import CHANGE_TYPE, KEY, TEXT, VERSION, ChangeFeed, collapse, open_feed, preimages
 from .embed import DEFAULT_BATCH_SIZE, embed
 from .errors import ChangeFeedError, ConfigError, InvalidRowsError
+from .handles import ledger_for, sink_for
 from .identity import content_hashes, point_ids
-from .ledger import Ledger, Upsert, open_ledger
+from .ledger import Ledger, Upsert
 from .providers import EmbeddingProvider, get_provider
 from .records import WatchRun
 from .rows import OnInvalid
-from .sinks import open_sink
 from .sinks.base import (
     PAYLOAD_HASH,
     PAYLOAD_KEY,
@@ -111,11 +112,9 @@ def watch(
             "data-interval timetable, e.g. CronDataIntervalTimetable('@hourly', timezone='UTC')",
         )
     provider = provider or get_provider(model, shadow_mode=shadow_mode, dim=dim, options=provider_options)
-    own_sink = not isinstance(sink, Sink)
-    sink_obj: Sink = open_sink(sink, **(sink_options or {})) if isinstance(sink, str) else sink
-    own_ledger = not isinstance(ledger, Ledger)
-    led = open_ledger(ledger)
-    try:
+    with ExitStack() as stack:
+        sink_obj = sink_for(sink, stack, sink_options)
+        led = ledger_for(ledger, stack)
         name = _source_name(source_table, source=source, key_col=key_col, text_col=text_col, spark=spark)
         watermark = led.get_watermark(name, sink_obj.uri)
         if full_refresh or (watermark is None and since_version is None):
@@ -187,11 +186,6 @@ def watch(
         run.duration_s = round(time.monotonic() - started, 3)
         led.finish_run(run.run_id, run.to_dict())
         return run
-    finally:
-        if own_sink:
-            sink_obj.close()
-        if own_ledger:
-            led.close()
 
 
 def _source_name(table: str, *, source: str | None, key_col: str, text_col: str, spark: Any) -> str:

@@ -26,7 +26,6 @@ __all__ = [
     "Upsert",
     "VectorState",
     "new_run_id",
-    "open_ledger",
     "resolve_ledger_path",
 ]
 
@@ -51,8 +50,3 @@ class Ledger(RunsPart, VectorsPart, ReportsPart, WatermarksPart, ErasuresPart, M
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"
-
-
-def open_ledger(ledger: Ledger | str | os.PathLike[str] | None) -> Ledger:
-    """Accept a Ledger, a path, or None (the default path)."""
-    return ledger if isinstance(ledger, Ledger) else Ledger(ledger)
