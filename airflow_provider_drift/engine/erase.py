@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from .errors import DriftError, SinkUnavailableError
-from .handles import ledger_for
+from .handles import ledger_for, sink_for
 from .identity import key_to_str, point_id
 from .ledger import Ledger
 from .ledger.base import utc_now
@@ -145,43 +145,31 @@ def _erase_one(
     uri, pid = row["sink"], row["point_id"]
     proof: dict[str, Any] = {"sink": uri, "point_id": pid, "method": "delete by id, then fetch by id"}
     existed: bool | None = None
+    error: str | None
     try:
-        sink = given if isinstance(given, Sink) else open_sink(given or uri, **options)
-        try:
+        with ExitStack() as stack:
+            sink = sink_for(given or uri, stack, options)
             before = sink.fetch([pid])
             existed = pid in before
             proof["existed_before"] = existed
             if existed:
-                proof["payload_before"] = {
-                    k: before[pid].payload.get(k)
-                    for k in ("content_hash", "model", "run_id", "source_version")
-                }
+                proof["payload_before"] = {k: before[pid].payload.get(k) for k in _PROOF_FIELDS}
             proof["count_before"] = sink.count()
             sink.delete([pid])
             sink.flush()
             after = sink.fetch([pid], with_vectors=True)
             proof["fetch_after"] = sorted(after)
             proof["count_after"] = sink.count()
-        finally:
-            if sink is not given:
-                sink.close()
     except DriftError as exc:
-        proof["error"] = f"{type(exc).__name__}: {exc}"
-        erasure_id = led.record_erasure(
-            source=record.source,
-            key=record.key,
-            sink=uri,
-            point_id=pid,
-            requested_at=requested_at,
-            verified=False,
-            proof=proof,
-        )
+        proof["error"] = error = f"{type(exc).__name__}: {exc}"
         log.warning("erasure of %s in %s not verified: %s", pid, uri, exc)
-        return SinkErasure(uri, pid, erasure_id, False, existed, error=proof["error"])
-    verified = not after
-    proof["verified_at"] = utc_now()
-    if row["deleted_at"] is None:
-        led.record_deletes(uri, [pid], run_id=record.run_id)
+        verified = False
+    else:
+        verified = not after
+        error = None if verified else "still returned"
+        proof["verified_at"] = utc_now()
+        if row["deleted_at"] is None:
+            led.record_deletes(uri, [pid], run_id=record.run_id)
     erasure_id = led.record_erasure(
         source=record.source,
         key=record.key,
@@ -191,4 +179,4 @@ def _erase_one(
         verified=verified,
         proof=proof,
     )
-    return SinkErasure(uri, pid, erasure_id, verified, existed, None if verified else "still returned")
+    return SinkErasure(uri, pid, erasure_id, verified, existed, error)
