@@ -30,7 +30,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -184,10 +185,15 @@ class DualWrite:
             return m
         return None
 
-    def _handles(self, m: dict[str, Any]) -> tuple[Sink, Sink]:
+    @contextmanager
+    def _handles(self, m: dict[str, Any]) -> Iterator[tuple[Sink, Sink]]:
+        """The old and the new collection through the caller's connection, closed after use."""
         d = m["details"]
-        old = self.given.with_collection(d["old_collection"])
-        return old, self.given.with_collection(d["target_collection"])
+        with (
+            self.given.with_collection(d["old_collection"]) as old,
+            self.given.with_collection(d["target_collection"]) as target,
+        ):
+            yield old, target
 
     # --- start / sync ----------------------------------------------------------------------------
 
@@ -301,8 +307,7 @@ class DualWrite:
                 hint="start a new migration (action='start')",
             )
         d = m["details"]
-        old, target = self._handles(m)
-        try:
+        with self._handles(m) as (old, target):
             provider = self.provider_factory(d.get("dim_new"))
             specs = resolve_sources(
                 old,
@@ -315,9 +320,6 @@ class DualWrite:
             for spec in specs:
                 self._sync_source(spec, old=old, target=target, provider=provider, m=m)
             target.flush()
-        finally:
-            old.close()
-            target.close()
         self.run.n_points = self.ledger.live_count(m["target_sink"])
         state = "ready" if m["state"] == "building" else m["state"]
         note = {"run_id": self.run.run_id, "action": "sync", "n_points": self.run.n_points}
@@ -385,13 +387,9 @@ class DualWrite:
                 state=m["state"],
             )
         d = m["details"]
-        old, target = self._handles(m)
-        try:
+        with self._handles(m) as (old, target):
             self._check_complete(m, old, target)
             target.set_alias(d["alias"], d["target_collection"])
-        finally:
-            old.close()
-            target.close()
         self.run.n_points = self.ledger.live_count(m["target_sink"])
         return self.ledger.set_migration_state(
             m["migration_id"], "cut_over", expect=("ready", "cut_over"), note={"run_id": self.run.run_id}
@@ -439,15 +437,11 @@ class DualWrite:
                 state=m["state"],
             )
         d = m["details"]
-        old, target = self._handles(m)
-        try:
+        with self._handles(m) as (old, target):
             if old.resolve_alias(d["alias"]) != d["old_collection"]:
                 old.set_alias(d["alias"], d["old_collection"])
             if self.drop:
                 self._drop(target, m["target_sink"])
-        finally:
-            old.close()
-            target.close()
         return self.ledger.set_migration_state(
             m["migration_id"],
             "rolled_back",
@@ -466,8 +460,7 @@ class DualWrite:
                 state=m["state"],
             )
         d = m["details"]
-        old, target = self._handles(m)
-        try:
+        with self._handles(m) as (old, _):
             if old.resolve_alias(d["alias"]) != d["target_collection"]:
                 raise MigrationError(
                     f"the alias {d['alias']} no longer points at {d['target_collection']}",
@@ -475,9 +468,6 @@ class DualWrite:
                 )
             if self.drop:
                 self._drop(old, m["sink"])
-        finally:
-            old.close()
-            target.close()
         self.run.n_points = self.ledger.live_count(m["target_sink"])
         return self.ledger.set_migration_state(
             m["migration_id"],
