@@ -29,6 +29,15 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sink", required=True, help="sink URI, e.g. qdrant+local://~/.drift/qdrant/docs")
     p.add_argument("--shadow-mode", action="store_true", help="deterministic offline vectors, no API key, $0")
     p.add_argument("--dim", type=int, help="vector size for models the engine does not know")
+    p.add_argument("--on-invalid", choices=["error", "skip"], default="error")
+    p.add_argument("--store-text", action="store_true", help="keep the text in the point payload")
+    p.add_argument("--batch-size", type=int, default=4096)
+
+
+def _source_kwargs(a: argparse.Namespace) -> dict[str, Any]:
+    """What embed and watch take alike from the options of :func:`_source_args`."""
+    names = ("text_col", "key_col", "model", "sink", "shadow_mode", "dim", "on_invalid", "store_text")
+    return {n: getattr(a, n) for n in names} | {"ledger": a.ledger, "batch_size": a.batch_size}
 
 
 def _progress(run: Any) -> None:
@@ -47,20 +56,11 @@ def cmd_embed(a: argparse.Namespace) -> Any:
     show = _progress if (a.progress or sys.stderr.isatty()) and not a.json else None
     run = embed(
         a.table,
-        text_col=a.text_col,
-        key_col=a.key_col,
-        model=a.model,
-        sink=a.sink,
-        shadow_mode=a.shadow_mode,
-        dim=a.dim,
-        ledger=a.ledger,
         filter=a.filter,
         dry_run=a.dry_run,
         delete_missing=a.delete_missing,
-        store_text=a.store_text,
-        on_invalid=a.on_invalid,
-        batch_size=a.batch_size,
         progress=show,
+        **_source_kwargs(a),
     )
     if show:
         print(file=sys.stderr)
@@ -105,19 +105,10 @@ def cmd_watch(a: argparse.Namespace) -> Any:
 
     return watch(
         a.table,
-        text_col=a.text_col,
-        key_col=a.key_col,
-        model=a.model,
-        sink=a.sink,
-        shadow_mode=a.shadow_mode,
-        dim=a.dim,
-        ledger=a.ledger,
         since_version=a.since_version,
         until_version=a.until_version,
         full_refresh=a.full_refresh,
-        on_invalid=a.on_invalid,
-        store_text=a.store_text,
-        batch_size=a.batch_size,
+        **_source_kwargs(a),
     )
 
 
@@ -166,9 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", help="SQL predicate selecting the rows to embed")
     p.add_argument("--dry-run", action="store_true", help="plan only: rows, tokens and cost, nothing sent")
     p.add_argument("--delete-missing", action="store_true", help="delete points whose rows left the table")
-    p.add_argument("--store-text", action="store_true", help="keep the text in the point payload")
-    p.add_argument("--on-invalid", choices=["error", "skip"], default="error")
-    p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
     _common(p)
     p.set_defaults(handler=cmd_embed, render=_render_run)
@@ -206,9 +194,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--full-refresh", action="store_true", help="embed the current snapshot and move the watermark to it"
     )
-    p.add_argument("--on-invalid", choices=["error", "skip"], default="error")
-    p.add_argument("--store-text", action="store_true", help="keep the text in the point payload")
-    p.add_argument("--batch-size", type=int, default=4096)
     _common(p)
     p.set_defaults(handler=cmd_watch, render=_render_watch)
 
