@@ -42,21 +42,21 @@ from typing import Any
 import numpy as np
 
 from .batch_job import BatchEmbedJob, find_open_job, manifest_path, read_manifest, write_manifest
-from .embed import DEFAULT_BATCH_SIZE, add_written, check_dimension, describe_error, embed, submit_batch
-from .errors import ConfigError, ProviderError
+from .embed import DEFAULT_BATCH_SIZE, check_dimension, count_rows, embed
+from .errors import ConfigError, ProviderError, TerminalProviderError
 from .handles import ledger_for, sink_for
 from .identity import content_hashes
 from .ledger import Ledger
 from .models import BATCH_DISCOUNT, split_model
+from .point_writes import PointWriter, RowPlan, rows_to_write
 from .providers.base import EmbeddingProvider, Embeddings
 from .providers.openai_batch import OpenAIBatchEmbedder
-from .providers.openai_provider import PartialEmbeddings
+from .recorded import RunStart, recorded_run
 from .records import EmbedRun
-from .rows import OnInvalid, RowBatch, plan_rows
+from .rows import OnInvalid
 from .sinks.base import Distance, Sink
 from .sources import Source, open_source
 from .vectorize import add_cost, stack
-from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def submit_embed(
             resume_key=resume_key,
         )
         check_dimension(sink_obj, embedder.dim, create=False, distance=distance)
-        job.run_id = ledger_obj.start_run(
+        start = RunStart(
             kind="embed",
             model=embedder.model,
             sink=sink_obj.uri,
@@ -153,20 +153,20 @@ def submit_embed(
                 "batch_api": True,
             },
         )
-        job.manifest = str(manifest_path(ledger_obj, job.run_id))
-        try:
-            _submit_texts(job, src, embedder, sink_obj, ledger_obj)
-        except BaseException as exc:
-            for batch_id in job.batch_ids:  # nothing will fetch them: do not let them run (and bill)
-                with contextlib.suppress(Exception):
-                    embedder.cancel(batch_id)
-            with contextlib.suppress(OSError):
-                Path(job.manifest).unlink(missing_ok=True)
-            record = EmbedRun(
-                job.run_id, job.model, job.sink, job.source, job.source_version, status="failed"
-            )
-            ledger_obj.finish_run(job.run_id, record.to_dict(), status="failed", error=describe_error(exc))
-            raise
+        record = EmbedRun("", job.model, job.sink, job.source, job.source_version)
+        # The run stays open (``running``) until complete_embed writes the results.
+        with recorded_run(ledger_obj, record, start, leave_open=True):
+            job.run_id = record.run_id
+            job.manifest = str(manifest_path(ledger_obj, job.run_id))
+            try:
+                _submit_texts(job, src, embedder, sink_obj, ledger_obj)
+            except BaseException:
+                cancel_batches(
+                    job, embedder=embedder
+                )  # nothing will fetch them: do not let them run (and bill)
+                with contextlib.suppress(OSError):
+                    Path(job.manifest).unlink(missing_ok=True)
+                raise
         price = embedder.price_per_million_tokens()
         job.estimated_cost_usd = None if price is None else round(job.estimated_tokens * price / 1e6, 8)
         if job.batch_ids:
@@ -209,33 +209,24 @@ def complete_embed(
         ledger_obj = ledger_for(ledger, stack)
         run = EmbedRun(job.run_id, job.model, sink_obj.uri, job.source, job.source_version)
         missing: dict[str, str] = {}
-        try:
+        with recorded_run(ledger_obj, run, None, started=started):
             src = stack.enter_context(_reopen(job, df, spark))
-            manifest = read_manifest(job)
-            served = _fetch_all(embedder, manifest, run, missing)
+            served = _fetch_all(embedder, read_manifest(job), run, missing)
             check_dimension(sink_obj, embedder.dim, create=True, distance=job.distance)  # type: ignore[arg-type]
             ledger_obj.register_sink(sink_obj.uri, model=job.model, dim=embedder.dim, distance=job.distance)
-            provider = _BatchResults(served, fallback=embedder.provider)
-            _write_rows(job, run, src, provider, sink_obj, ledger_obj, missing)
+            n_sync, n_rows_missing = _write_rows(
+                job, run, src, _BatchResults(served, like=embedder.provider), embedder.provider,
+                sink_obj, ledger_obj, missing,
+            )  # fmt: skip
             sink_obj.flush()
-        except BaseException as exc:
-            run.status = "failed"
-            run.duration_s = round(time.monotonic() - started, 3)
-            ledger_obj.finish_run(run.run_id, run.to_dict(), status="failed", error=describe_error(exc))
-            raise
-        _clean_up(job, embedder)
-        run.duration_s = round(time.monotonic() - started, 3)
-        if missing:
-            run.status = "failed"
-            error = _missing_error(job, missing, provider)
-            ledger_obj.finish_run(run.run_id, run.to_dict(), status="failed", error=describe_error(error))
-            raise error
-        ledger_obj.finish_run(run.run_id, run.to_dict())
-        if provider.n_sync:
+            _clean_up(job, embedder)
+            if missing:
+                raise _missing_error(job, missing, n_rows_missing)
+        if n_sync:
             log.warning(
                 "%d text(s) had no batch result (the source changed after submission, or a reused vector "
                 "left the sink) and were embedded synchronously at the full price",
-                provider.n_sync,
+                n_sync,
             )
         if run.cost_usd is None:
             log.warning("model %s has no known price: this run's cost is recorded as unknown", job.model)
@@ -249,6 +240,36 @@ def plan_batch_embed(df: Any = None, **embed_kwargs: Any) -> EmbedRun:
     if run.cost_usd is not None:
         run.cost_usd = round(run.cost_usd * BATCH_DISCOUNT, 8)
     return run
+
+
+def cancel_batches(
+    job: BatchEmbedJob | dict[str, Any],
+    *,
+    embedder: OpenAIBatchEmbedder | None = None,
+    provider_options: dict[str, Any] | None = None,
+) -> list[str]:
+    """Cancel the job's batches at the provider (best effort): nothing will fetch their results.
+
+    For a job abandoned before completion — a failed submission, a killed or
+    timed-out task — so its batches stop running and billing. Returns the ids
+    of the batches a cancel was sent for; a batch already finished is left as is.
+    """
+    job = job if isinstance(job, BatchEmbedJob) else BatchEmbedJob.from_dict(job)
+    if not job.batch_ids:
+        return []
+    with ExitStack() as stack:
+        embedder = embedder or stack.enter_context(
+            closing(OpenAIBatchEmbedder(job.model, dim=job.dim, **(provider_options or {})))
+        )
+        cancelled = []
+        for batch_id in job.batch_ids:
+            try:
+                embedder.cancel(batch_id)
+            except Exception as exc:
+                log.warning("could not cancel batch %s: %s", batch_id, exc)
+                continue
+            cancelled.append(batch_id)
+        return cancelled
 
 
 def _open_job(ledger: Ledger | str | os.PathLike[str] | None, resume_key: str) -> BatchEmbedJob | None:
@@ -267,8 +288,9 @@ def _submit_texts(
     counted: set[bytes] = set()  # 16-byte hash prefixes already submitted or counted as reusable
     manifest: dict[str, list[str]] = {}
     meta = {"drift_run_id": job.run_id, "drift_source": job.source[-_META_VALUE_MAX:]}
+    plan = _plan(job, sink, ledger)
     for batch in src.batches():
-        rows = _plan(job, batch, sink, ledger)
+        rows = plan.rows(batch)
         job.n_rows += len(rows.ids) + rows.n_skipped
         job.n_rows_todo += len(rows.todo)
         distinct = {rows.hashes[i]: rows.texts[i] for i in rows.todo}
@@ -314,7 +336,7 @@ def _fetch_all(
     for batch_id, hashes in manifest.items():
         try:
             result = embedder.fetch(batch_id)
-        except ProviderError as exc:  # the whole batch failed (not billed): every text is missing
+        except TerminalProviderError as exc:  # the whole batch failed (not billed): every text is missing
             missing.update(dict.fromkeys(hashes, exc.message))
             continue
         if result.total != len(hashes):
@@ -334,86 +356,63 @@ def _write_rows(
     job: BatchEmbedJob,
     run: EmbedRun,
     src: Source,
-    provider: _BatchResults,
+    served: _BatchResults,
+    provider: EmbeddingProvider,
     sink: Sink,
     ledger: Ledger,
     missing: dict[str, str],
-) -> None:
-    """Re-plan the rows and write them through embed's own path; rows of missing texts are left out."""
-    writer = BatchWriter(sink, ledger.path, on_written=lambda n: add_written(run, n))
-    try:
+) -> tuple[int, int]:
+    """Re-plan the rows and write them through the shared writer; rows of missing texts are left out.
+
+    Rows whose text a batch returned are written from the batch; the rest (the
+    source changed, or a reused vector left the sink) go to the synchronous
+    ``provider``. Returns (texts embedded synchronously, rows left out as missing).
+    """
+    n_sync = n_rows_missing = 0
+    plan = _plan(job, sink, ledger)
+    with PointWriter(
+        run,
+        source=job.source,
+        provider=provider,
+        sink=sink,
+        ledger=ledger,
+        reuse=job.dedup,
+        store_text=job.store_text,
+    ) as points:
         for batch in src.batches():
-            rows = _plan(job, batch, sink, ledger)
-            if missing:
-                todo = [i for i in rows.todo if rows.hashes[i] not in missing]
-                provider.n_rows_missing += len(rows.todo) - len(todo)
-                rows = RowBatch(
-                    rows.keys, rows.texts, rows.ids, rows.hashes, todo, rows.n_deduped, rows.n_skipped
-                )
-            submit_batch(
-                run, rows, provider, sink, ledger, writer, reuse=job.dedup, store_text=job.store_text
-            )
-        writer.close()
-    except BaseException:
-        with contextlib.suppress(BaseException):
-            writer.close()  # what has a vector and was queued still gets written and recorded
-        raise
+            rows = plan.rows(batch)
+            count_rows(run, rows)
+            todo = [i for i in rows.todo if rows.hashes[i] not in missing]
+            n_rows_missing += len(rows.todo) - len(todo)
+            from_batch = [i for i in todo if rows.hashes[i] in served.vectors]
+            rest = [i for i in todo if rows.hashes[i] not in served.vectors]
+            points.submit(rows_to_write(rows, version=job.source_version, todo=from_batch), provider=served)
+            n_sync += points.submit(rows_to_write(rows, version=job.source_version, todo=rest)).n_embedded
+    return n_sync, n_rows_missing
 
 
 class _BatchResults(EmbeddingProvider):
-    """Serves the vectors the batches returned; a text without one goes to the synchronous provider.
+    """Serves the vectors the batches returned, as a provider, for texts it is known to hold.
 
-    Its batch-served answers cost nothing here: the batches' usage was added
-    to the run once, when they were fetched.
+    Its answers cost nothing here: the batches' usage was added to the run
+    once, when they were fetched.
     """
 
-    def __init__(self, served: dict[str, np.ndarray], *, fallback: EmbeddingProvider) -> None:
-        self.model = fallback.model
-        self.dim = fallback.dim
-        self.preferred_chunk = int(getattr(fallback, "preferred_chunk", 4096))
-        self._served = served
-        self._fallback = fallback
-        self.n_sync = 0
-        self.n_rows_missing = 0
+    def __init__(self, vectors: dict[str, np.ndarray], *, like: EmbeddingProvider) -> None:
+        self.model = like.model
+        self.dim = like.dim
+        self.vectors = vectors
 
     def embed(self, texts: Sequence[str]) -> Embeddings:
         hashes = content_hashes(list(texts))
-        out: list[np.ndarray | None] = [self._served.get(h) for h in hashes]
-        rest = [i for i, v in enumerate(out) if v is None]
-        tokens, cost = 0, 0.0
-        if rest:
-            try:
-                got = self._fallback.embed([texts[i] for i in rest])
-            except Exception as exc:
-                exc.partial = self._partial(out, rest, getattr(exc, "partial", None))  # type: ignore[attr-defined]
-                raise
-            for i, vec in zip(rest, got.vectors, strict=True):
-                out[i] = vec
-            self.n_sync += len(rest)
-            tokens, cost = got.tokens, got.cost_usd  # type: ignore[assignment]
-        return Embeddings(stack([v for v in out if v is not None], self.dim), tokens, cost)
+        return Embeddings(stack([self.vectors[h] for h in hashes], self.dim), 0, 0.0)
 
     def price_per_million_tokens(self) -> float | None:
-        return self._fallback.price_per_million_tokens()
-
-    def _partial(
-        self, out: list[np.ndarray | None], rest: list[int], partial: PartialEmbeddings | None
-    ) -> PartialEmbeddings:
-        """What this call has for the caller to keep when the synchronous part fails (see vectorize)."""
-        positions = [i for i, v in enumerate(out) if v is not None]
-        vectors = [v for v in out if v is not None]
-        tokens, cost = 0, 0.0
-        if partial is not None:
-            positions += [rest[p] for p in partial.positions]
-            vectors += list(partial.embeddings.vectors)
-            tokens, cost = partial.embeddings.tokens, partial.embeddings.cost_usd  # type: ignore[assignment]
-        return PartialEmbeddings(positions, Embeddings(stack(vectors, self.dim), tokens, cost))
+        return 0.0
 
 
-def _plan(job: BatchEmbedJob, batch: Any, sink: Sink, ledger: Ledger) -> RowBatch:
-    return plan_rows(
-        batch.column("key").to_pylist(),
-        batch.column("text").to_pylist(),
+def _plan(job: BatchEmbedJob, sink: Sink, ledger: Ledger) -> RowPlan:
+    return RowPlan(
         source=job.source,
         sink=sink.uri,
         model=job.model,
@@ -460,15 +459,15 @@ def _clean_up(job: BatchEmbedJob, embedder: OpenAIBatchEmbedder) -> None:
             Path(job.manifest).unlink(missing_ok=True)
 
 
-def _missing_error(job: BatchEmbedJob, missing: dict[str, str], provider: _BatchResults) -> ProviderError:
+def _missing_error(job: BatchEmbedJob, missing: dict[str, str], n_rows_missing: int) -> ProviderError:
     reasons = sorted(set(missing.values()))
     return ProviderError(
         f"{len(missing)} text(s) of batch(es) {', '.join(job.batch_ids)} have no vector "
-        f"({'; '.join(reasons[:3])}); {provider.n_rows_missing} row(s) were not written",
+        f"({'; '.join(reasons[:3])}); {n_rows_missing} row(s) were not written",
         hint="the rows with vectors are written and recorded: re-run the embed, which submits "
         "(and pays for) only the missing texts",
         n_missing=len(missing),
-        n_rows_missing=provider.n_rows_missing,
+        n_rows_missing=n_rows_missing,
     )
 
 

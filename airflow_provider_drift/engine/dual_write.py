@@ -15,8 +15,10 @@ States (in the ledger's ``migrations`` table)::
   the source into the new collection (dedup: a re-run embeds only rows whose
   text changed, ``delete_missing``: rows gone from the source are removed);
   a Delta source whose old collection is watched gets a watermark on the new
-  one too, after which ``sync`` — and ``watch`` via
-  :func:`watch_migration_targets` — applies only the change feed.
+  one too, after which ``sync`` applies only the change feed.
+* **Following.** While the migration is open, every ``watch()`` and
+  ``embed()`` into the old collection applies the same rows to the new one
+  (:mod:`.migration_targets`), so it can be cut over right after either.
 * **Crash safety.** The sink is changed before the ledger: a crash between
   an alias switch and the state update leaves the step to be re-run, and
   every step is idempotent.
@@ -39,6 +41,7 @@ from .embed import embed
 from .errors import ConfigError, MigrationError
 from .ledger import Ledger
 from .ledger.migrations import OPEN_STATES
+from .migration_targets import STRATEGY, MigrationTarget, open_migration_targets
 from .pairs import SourceSpec, payload_reader, resolve_sources
 from .providers.base import EmbeddingProvider
 from .records import MigrateRun, WatchRun
@@ -48,22 +51,7 @@ from .vectorize import add_cost
 log = logging.getLogger(__name__)
 
 Action = Literal["start", "sync", "cutover", "rollback", "finish"]
-STRATEGY = "dual-write"
 _MAX_NAME = 63  # PostgreSQL's identifier limit; Qdrant allows 255
-
-
-@dataclass(frozen=True)
-class MigrationTarget:
-    """A new collection that must follow every change of ``sink`` while its migration is open."""
-
-    migration_id: str
-    sink: str  # the old collection's ledger URI
-    target_sink: str  # the new collection's ledger URI
-    collection: str  # the new collection's name: open it with ``old_sink.with_collection(collection)``
-    from_model: str
-    to_model: str
-    dim: int | None
-    state: str
 
 
 def default_target_name(collection: str, to_model: str) -> str:
@@ -85,29 +73,6 @@ def _base(collection: str) -> str:
     return collection.split("__", 1)[0] or collection
 
 
-def open_migration_targets(sink: Sink | str, *, ledger: Ledger) -> list[MigrationTarget]:
-    """The new collections that must receive every change written to ``sink`` (its ledger URI or handle)."""
-    uri = sink.uri if isinstance(sink, Sink) else sink
-    out = []
-    for m in ledger.open_migrations(uri):
-        if m["strategy"] != STRATEGY:
-            continue
-        d = m["details"]
-        out.append(
-            MigrationTarget(
-                migration_id=m["migration_id"],
-                sink=m["sink"],
-                target_sink=m["target_sink"],
-                collection=d["target_collection"],
-                from_model=m["from_model"],
-                to_model=m["to_model"],
-                dim=d.get("dim_new"),
-                state=m["state"],
-            )
-        )
-    return out
-
-
 def watch_migration_targets(
     source_table: str,
     *,
@@ -121,36 +86,61 @@ def watch_migration_targets(
 ) -> list[WatchRun]:
     """Apply the same change feed to every open migration's new collection, with its own model.
 
-    Call it from ``watch()`` after the old collection's window succeeded,
-    with the same arguments (``source``, ``until_version``, ``interval``,
-    ``batch_size``, ``on_invalid``, ``store_text``, ``spark``,
+    ``watch()`` calls it itself after the old collection's window succeeded;
+    call it directly only to catch the new collections up without watching the
+    old one. Takes watch's arguments (``source``, ``until_version``,
+    ``interval``, ``batch_size``, ``on_invalid``, ``store_text``, ``spark``,
     ``run_context``, ...). Each new collection has its own watermark, so a
     failure here never moves the old one's; the next watch retries it.
     """
+    return [
+        watch_migration_target(
+            t,
+            source_table,
+            sink=sink,
+            ledger=ledger,
+            text_col=text_col,
+            key_col=key_col,
+            shadow_mode=shadow_mode,
+            provider_options=provider_options,
+            **watch_options,
+        )
+        for t in open_migration_targets(sink, ledger=ledger)
+    ]
+
+
+def watch_migration_target(
+    target: MigrationTarget,
+    source_table: str,
+    *,
+    sink: Sink,
+    ledger: Ledger,
+    text_col: str,
+    key_col: str,
+    shadow_mode: bool = False,
+    provider_options: dict[str, Any] | None = None,
+    **watch_options: Any,
+) -> WatchRun:
+    """Watch ``source_table`` into one migration's new collection, opened through ``sink``'s connection."""
     from .providers import get_provider
     from .watch import watch
 
-    runs = []
-    for t in open_migration_targets(sink, ledger=ledger):
-        target = sink.with_collection(t.collection)
-        try:
-            provider = get_provider(t.to_model, shadow_mode=shadow_mode, dim=t.dim, options=provider_options)
-            runs.append(
-                watch(
-                    source_table,
-                    text_col=text_col,
-                    key_col=key_col,
-                    sink=target,
-                    model=t.to_model,
-                    ledger=ledger,
-                    provider=provider,
-                    shadow_mode=shadow_mode,
-                    **watch_options,
-                )
-            )
-        finally:
-            target.close()
-    return runs
+    provider = get_provider(
+        target.to_model, shadow_mode=shadow_mode, dim=target.dim, options=provider_options
+    )
+    with sink.with_collection(target.collection) as new_sink:
+        return watch(
+            source_table,
+            text_col=text_col,
+            key_col=key_col,
+            sink=new_sink,
+            model=target.to_model,
+            ledger=ledger,
+            provider=provider,
+            shadow_mode=shadow_mode,
+            distance=target.distance,
+            **watch_options,
+        )
 
 
 @dataclass

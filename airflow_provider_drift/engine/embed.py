@@ -9,10 +9,8 @@ leaves points the ledger does not know, which the next run simply rewrites
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -20,25 +18,15 @@ from typing import Any
 
 from .errors import DimensionMismatchError
 from .handles import ledger_for, sink_for
-from .ledger import Ledger, Upsert
+from .ledger import Ledger
+from .migration_targets import followed, open_migration_targets
+from .point_writes import PointWriter, RowPlan, rows_to_write
 from .providers import EmbeddingProvider, get_provider
+from .recorded import RunStart, recorded_run
 from .records import EmbedRun
-from .rows import OnInvalid, RowBatch, plan_rows
-from .sinks.base import (
-    PAYLOAD_HASH,
-    PAYLOAD_KEY,
-    PAYLOAD_MODEL,
-    PAYLOAD_RUN,
-    PAYLOAD_SOURCE,
-    PAYLOAD_TEXT,
-    PAYLOAD_VERSION,
-    Distance,
-    PointBatch,
-    Sink,
-)
+from .rows import OnInvalid, RowBatch
+from .sinks.base import Distance, Sink
 from .sources import open_source
-from .vectorize import Vectorized, add_cost, stack, vectorize
-from .writer import BatchWriter, WriteJob
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +98,28 @@ def embed(
             dry_run=dry_run,
         )
         check_dimension(sink_obj, provider.dim, create=not dry_run, distance=distance)
+        plan = RowPlan(
+            source=src.name,
+            sink=sink_obj.uri,
+            model=provider.model,
+            ledger=ledger_obj,
+            dedup=dedup,
+            key_col=key_col,
+            text_col=text_col,
+            on_invalid=on_invalid,
+        )
         if dry_run:
-            return _plan(
-                run, src, provider, sink_obj, ledger_obj, dedup, key_col, text_col, on_invalid, started
+            return _plan(run, src, provider, ledger_obj, plan, started)
+        targets = open_migration_targets(sink_obj, ledger=ledger_obj)
+        if targets and not _rereadable(df):
+            log.warning(
+                "%s has an open dual-write migration, but this source can be read only once: "
+                "run migrate(..., action='sync') to bring the new collection up to date",
+                sink_obj.uri,
             )
+            targets = []
         ledger_obj.register_sink(sink_obj.uri, model=provider.model, dim=provider.dim, distance=distance)
-        run.run_id = ledger_obj.start_run(
+        start = RunStart(
             kind="embed",
             model=provider.model,
             sink=sink_obj.uri,
@@ -130,46 +134,59 @@ def embed(
                 "delete_missing": delete_missing,
             },
         )
-        writer = BatchWriter(sink_obj, ledger_obj.path, on_written=lambda n: add_written(run, n))
-        try:
+        with recorded_run(ledger_obj, run, start, started=started):
             if delete_missing:
                 ledger_obj.clear_seen()
-            for batch in src.batches():
-                rows = plan_rows(
-                    batch.column("key").to_pylist(),
-                    batch.column("text").to_pylist(),
-                    source=src.name,
-                    sink=sink_obj.uri,
-                    model=provider.model,
-                    ledger=ledger_obj,
-                    dedup=dedup,
-                    key_col=key_col,
-                    text_col=text_col,
-                    on_invalid=on_invalid,
-                )
-                if delete_missing:
-                    ledger_obj.mark_seen(rows.ids)
-                submit_batch(
-                    run, rows, provider, sink_obj, ledger_obj, writer, reuse=dedup, store_text=store_text
-                )
-                run.duration_s = round(time.monotonic() - started, 3)
-                if progress:
-                    progress(run)
-            writer.close()
+            with PointWriter(
+                run,
+                source=src.name,
+                provider=provider,
+                sink=sink_obj,
+                ledger=ledger_obj,
+                reuse=dedup,
+                store_text=store_text,
+            ) as points:
+                for batch in src.batches():
+                    rows = plan.rows(batch)
+                    if delete_missing:
+                        ledger_obj.mark_seen(rows.ids)
+                    count_rows(run, rows)
+                    points.submit(rows_to_write(rows, version=src.version))
+                    run.duration_s = round(time.monotonic() - started, 3)
+                    if progress:
+                        progress(run)
             if delete_missing:
                 _delete_unseen(run, src.name, sink_obj, ledger_obj)
             sink_obj.flush()
-        except BaseException as exc:
-            with contextlib.suppress(BaseException):
-                writer.close()  # what was paid for and queued still gets written and recorded
-            run.status = "failed"
-            run.duration_s = round(time.monotonic() - started, 3)
-            ledger_obj.finish_run(run.run_id, run.to_dict(), status="failed", error=describe_error(exc))
-            raise
-        run.duration_s = round(time.monotonic() - started, 3)
-        ledger_obj.finish_run(run.run_id, run.to_dict())
         if run.cost_usd is None:
             log.warning("model %s has no known price: this run's cost is recorded as unknown", provider.model)
+        for target in targets:
+            # The same rows into each open dual-write migration's new collection, with its model.
+            with sink_obj.with_collection(target.collection) as new_sink:
+                done = embed(
+                    df,
+                    text_col=text_col,
+                    key_col=key_col,
+                    model=target.to_model,
+                    sink=new_sink,
+                    source=src.name,
+                    shadow_mode=shadow_mode,
+                    dedup=dedup,
+                    batch_size=batch_size,
+                    ledger=ledger_obj,
+                    dim=target.dim,
+                    distance=target.distance,
+                    filter=filter,
+                    store_text=store_text,
+                    delete_missing=delete_missing,
+                    on_invalid=on_invalid,
+                    provider_options=provider_options,
+                    run_context=run_context,
+                    spark=spark,
+                )
+            run.migration_runs.append(
+                followed(target, kind="embed", run_id=done.run_id, n_embedded=done.n_embedded)
+            )
         return run
 
 
@@ -185,99 +202,6 @@ def check_dimension(sink: Sink, dim: int, *, create: bool, distance: Distance) -
         )
 
 
-_written_lock = threading.Lock()
-
-
-def add_written(run: EmbedRun, n: int) -> None:
-    with _written_lock:
-        run.n_written += n
-
-
-def submit_batch(
-    run: EmbedRun,
-    rows: RowBatch,
-    provider: EmbeddingProvider,
-    sink: Sink,
-    ledger: Ledger,
-    writer: BatchWriter,
-    *,
-    reuse: bool,
-    store_text: bool,
-) -> None:
-    """Get vectors for the rows that need work and hand them to the writer."""
-    run.n_rows_processed += len(rows.ids) + rows.n_skipped
-    run.n_rows_deduped += rows.n_deduped
-    run.n_skipped += rows.n_skipped
-    if not rows.todo:
-        return
-    texts_by_hash = {rows.hashes[i]: rows.texts[i] for i in rows.todo}
-    try:
-        got = vectorize(
-            texts_by_hash,
-            provider=provider,
-            sink=sink,
-            ledger=ledger,
-            reuse=reuse,
-            pending=writer.pending,
-            sink_lock=writer.sink_lock,
-        )
-    except Exception as exc:
-        partial: Vectorized | None = getattr(exc, "vectorized", None)
-        if partial is not None:  # keep what was paid for: write the rows that have vectors
-            have = [i for i in rows.todo if rows.hashes[i] in partial.by_hash]
-            done = RowBatch(rows.keys, rows.texts, rows.ids, rows.hashes, have)
-            _submit_vectors(run, done, partial, provider, writer, store_text=store_text)
-        raise
-    _submit_vectors(run, rows, got, provider, writer, store_text=store_text)
-
-
-def _submit_vectors(
-    run: EmbedRun,
-    rows: RowBatch,
-    got: Vectorized,
-    provider: EmbeddingProvider,
-    writer: BatchWriter,
-    *,
-    store_text: bool,
-) -> None:
-    run.n_embedded += got.n_embedded
-    run.n_reused += got.n_reused
-    run.tokens += got.tokens
-    run.cost_usd = add_cost(run.cost_usd, got.cost_usd)
-    if not rows.todo:
-        return
-    payloads = []
-    for i in rows.todo:
-        payload = {
-            PAYLOAD_KEY: rows.keys[i],
-            PAYLOAD_SOURCE: run.source,
-            PAYLOAD_HASH: rows.hashes[i],
-            PAYLOAD_MODEL: provider.model,
-            PAYLOAD_RUN: run.run_id,
-            PAYLOAD_VERSION: run.source_version,
-        }
-        if store_text:
-            payload[PAYLOAD_TEXT] = rows.texts[i]
-        payloads.append(payload)
-    embedded_now = {h: v for h, v in got.by_hash.items() if h in got.embedded}
-    writer.submit(
-        WriteJob(
-            points=PointBatch(
-                ids=[rows.ids[i] for i in rows.todo],
-                vectors=stack([got.by_hash[rows.hashes[i]] for i in rows.todo], provider.dim),
-                payloads=payloads,
-            ),
-            provenance=[
-                Upsert(rows.ids[i], run.source, rows.keys[i], rows.hashes[i], run.source_version)
-                for i in rows.todo
-            ],
-            model=provider.model,
-            run_id=run.run_id,
-            new_vectors=embedded_now,
-        )
-    )
-
-
 def _delete_unseen(run: EmbedRun, source: str, sink: Sink, ledger: Ledger) -> None:
     for ids in ledger.unseen_points(sink.uri, source):
         sink.delete(ids)
@@ -286,41 +210,33 @@ def _delete_unseen(run: EmbedRun, source: str, sink: Sink, ledger: Ledger) -> No
     ledger.clear_seen()
 
 
+def count_rows(run: EmbedRun, rows: RowBatch) -> None:
+    """Count a planned batch into the run: rows read, already current, and left out as invalid."""
+    run.n_rows_processed += len(rows.ids) + rows.n_skipped
+    run.n_rows_deduped += rows.n_deduped
+    run.n_skipped += rows.n_skipped
+
+
+def _rereadable(df: Any) -> bool:
+    """Whether the source can be read again (a one-shot stream of batches cannot)."""
+    import pyarrow as pa
+
+    return not isinstance(df, pa.RecordBatchReader)
+
+
 def _plan(
-    run: EmbedRun,
-    src: Any,
-    provider: EmbeddingProvider,
-    sink: Sink,
-    ledger: Ledger,
-    dedup: bool,
-    key_col: str,
-    text_col: str,
-    on_invalid: OnInvalid,
-    started: float,
+    run: EmbedRun, src: Any, provider: EmbeddingProvider, ledger: Ledger, plan: RowPlan, started: float
 ) -> EmbedRun:
     """Count the work a real run would do; nothing is sent or written."""
     planned: set[bytes] = set()  # 16-byte hash prefixes: texts already counted in this plan
     run.run_id = "plan"
     run.status = "planned"
     for batch in src.batches():
-        rows = plan_rows(
-            batch.column("key").to_pylist(),
-            batch.column("text").to_pylist(),
-            source=src.name,
-            sink=sink.uri,
-            model=provider.model,
-            ledger=ledger,
-            dedup=dedup,
-            key_col=key_col,
-            text_col=text_col,
-            on_invalid=on_invalid,
-        )
-        run.n_rows_processed += len(rows.ids) + rows.n_skipped
-        run.n_rows_deduped += rows.n_deduped
-        run.n_skipped += rows.n_skipped
+        rows = plan.rows(batch)
+        count_rows(run, rows)
         run.n_written += len(rows.todo)
         distinct = {rows.hashes[i]: rows.texts[i] for i in rows.todo}
-        reusable = ledger.find_embedded(provider.model, list(distinct), sink=sink.uri) if dedup else {}
+        reusable = ledger.find_embedded(provider.model, list(distinct), sink=plan.sink) if plan.dedup else {}
         new = [t for h, t in distinct.items() if h not in reusable and bytes.fromhex(h[:32]) not in planned]
         planned.update(bytes.fromhex(h[:32]) for h in distinct if h not in reusable)
         run.n_reused += len(distinct) - len(new)
@@ -330,7 +246,3 @@ def _plan(
     run.cost_usd = None if price is None else round(run.tokens * price / 1e6, 8)
     run.duration_s = round(time.monotonic() - started, 3)
     return run
-
-
-def describe_error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:2000]

@@ -25,6 +25,7 @@ from .handles import ledger_for, sink_for
 from .identity import key_to_str, point_id
 from .ledger import Ledger
 from .ledger.base import utc_now
+from .recorded import RunStart, recorded_run
 from .sinks import open_sink
 from .sinks.base import Sink
 
@@ -55,7 +56,7 @@ class EraseRun:
     source: str
     key: str
     point_id: str
-    status: ErasureStatus = "erased"
+    status: str = "erased"  # an ErasureStatus, or "failed" when the erasure itself raised
     sinks: list[SinkErasure] = field(default_factory=list)
     duration_s: float = 0.0
 
@@ -96,29 +97,36 @@ def erase(
             record.status = "not_found"
             record.duration_s = round(time.monotonic() - started, 3)
             return record
-        record.run_id = led.start_run(kind="erase", source=source, params={"key": key_text})
-        requested_at = utc_now()
-        given = _by_identity(sinks)
-        for row in rows:
-            options = (sink_options or {}).get(row["sink"], {})
-            record.sinks.append(_erase_one(led, row, requested_at, record, options, given.get(row["sink"])))
-        failed = [s for s in record.sinks if not s.verified]
-        record.status = "unverified" if failed else "erased"
-        record.duration_s = round(time.monotonic() - started, 3)
-        led.finish_run(
-            record.run_id,
-            {**record.to_dict(), "n_deleted": len(record.sinks) - len(failed)},
-            status="failed" if failed else "success",
-            error="; ".join(f"{s.sink}: {s.error}" for s in failed) or None,
-        )
-        if failed:
-            raise SinkUnavailableError(
-                f"could not prove the erasure of key {key_text!r} of {source} in "
-                f"{', '.join(s.sink for s in failed)}",
-                hint="the other sinks are erased and recorded; re-run `drift erase` when the sink is back",
-                run_id=record.run_id,
-            )
+        start = RunStart(kind="erase", source=source, params={"key": key_text})
+        with recorded_run(led, record, start, started=started, details=_details):
+            requested_at = utc_now()
+            given = _by_identity(sinks)
+            for row in rows:
+                options = (sink_options or {}).get(row["sink"], {})
+                record.sinks.append(
+                    _erase_one(led, row, requested_at, record, options, given.get(row["sink"]))
+                )
+            failed = [s for s in record.sinks if not s.verified]
+            record.status = "unverified" if failed else "erased"
+            if failed:
+                raise SinkUnavailableError(
+                    f"could not prove the erasure of key {key_text!r} of {source} in "
+                    + "; ".join(f"{s.sink} ({s.error})" for s in failed),
+                    hint="the other sinks are erased and recorded; "
+                    "re-run `drift erase` when the sink is back",
+                    run_id=record.run_id,
+                )
         return record
+
+
+def _details(record: EraseRun) -> dict[str, Any]:
+    """The erasure as its run records it: an unproven one stays ``unverified``, not just failed."""
+    unproven = any(not s.verified for s in record.sinks)
+    return {
+        **record.to_dict(),
+        "status": "unverified" if unproven else record.status,
+        "n_deleted": sum(s.verified for s in record.sinks),
+    }
 
 
 def _by_identity(sinks: Sequence[str | Sink]) -> dict[str, str | Sink]:

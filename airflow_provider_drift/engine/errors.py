@@ -14,6 +14,12 @@ class DriftError(Exception):
     """Root of every error the engine raises on purpose."""
 
     exit_code = 1
+    #: set on a domain base: the class an instance of the bare base is created as
+    _raised_as: type[DriftError] | None = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> DriftError:
+        concrete = cls.__dict__.get("_raised_as")
+        return super().__new__(concrete or cls, *args)
 
     def __init__(self, message: str, *, hint: str | None = None, **fields: Any) -> None:
         self.message = message
@@ -38,44 +44,75 @@ class ConfigError(TerminalError):
     """A bad argument, URI, connection or model name."""
 
 
-class SourceError(TerminalError):
-    """The source cannot be read as asked: missing column, bad path, bad rows."""
-
-
-class InvalidRowsError(SourceError):
-    """Rows that cannot be embedded (null key, null/empty text, duplicate key)."""
-
-
-class ChangeFeedError(SourceError):
-    """The Delta change data feed cannot serve the requested versions."""
-
-
 class UnknownModelError(ConfigError):
     """A model the engine cannot resolve to a provider or a dimension."""
 
 
-class SinkError(TerminalError):
+# -- domains --------------------------------------------------------------------------------------
+# Each port has a domain base, so a caller can catch every failure of one service
+# (``except SinkError``), and concrete classes that carry the terminal or transient
+# marker. Raising a domain base itself gives its terminal member (as ``OSError(ENOENT, ...)``
+# gives ``FileNotFoundError``): a refusal is terminal unless it says otherwise.
+
+
+class SourceError(DriftError):
+    """Any failure to read the source: raised as such, it is :class:`TerminalSourceError`."""
+
+
+class TerminalSourceError(SourceError, TerminalError):
+    """The source cannot be read as asked: missing column, bad path, bad rows."""
+
+
+class SourceUnavailableError(SourceError, TransientError):
+    """The source's storage could not be reached; a retry may read it."""
+
+
+class InvalidRowsError(TerminalSourceError):
+    """Rows that cannot be embedded (null key, null/empty text, duplicate key)."""
+
+
+class ChangeFeedError(TerminalSourceError):
+    """The Delta change data feed cannot serve the requested versions."""
+
+
+class SinkError(DriftError):
+    """Any failure of the vector sink: raised as such, it is :class:`TerminalSinkError`."""
+
+
+class TerminalSinkError(SinkError, TerminalError):
     """The sink refused the operation in a way a retry will not fix."""
 
 
-class DimensionMismatchError(SinkError):
-    """The collection/table exists with another vector dimension."""
-
-
-class SinkUnavailableError(TransientError):
+class SinkUnavailableError(SinkError, TransientError):
     """The sink could not be reached or dropped the connection."""
 
 
-class ProviderError(TerminalError):
+class DimensionMismatchError(TerminalSinkError):
+    """The collection/table exists with another vector dimension."""
+
+
+class ProviderError(DriftError):
+    """Any failure of the embedding provider: raised as such, it is :class:`TerminalProviderError`."""
+
+
+class TerminalProviderError(ProviderError, TerminalError):
     """The embedding provider rejected the request (auth, bad input, bad model)."""
 
 
-class ProviderUnavailableError(TransientError):
+class ProviderUnavailableError(ProviderError, TransientError):
     """The provider kept failing (429/5xx/timeouts) past the retry budget."""
 
 
-class LedgerError(TerminalError):
+class LedgerError(DriftError):
+    """Any failure of the ledger: raised as such, it is :class:`TerminalLedgerError`."""
+
+
+class TerminalLedgerError(LedgerError, TerminalError):
     """The ledger is unreadable, from a newer schema, or inconsistent."""
+
+
+class LedgerBusyError(LedgerError, TransientError):
+    """Another process held the ledger's write lock past the wait budget; a retry may get it."""
 
 
 class AdapterQualityError(TerminalError):
@@ -84,3 +121,9 @@ class AdapterQualityError(TerminalError):
 
 class MigrationError(TerminalError):
     """A migration step cannot run in the current migration state."""
+
+
+SourceError._raised_as = TerminalSourceError
+SinkError._raised_as = TerminalSinkError
+ProviderError._raised_as = TerminalProviderError
+LedgerError._raised_as = TerminalLedgerError

@@ -26,20 +26,16 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any, Literal, get_args
 
-from .dual_write import (
-    Action,
-    DualWrite,
-    MigrationTarget,
-    open_migration_targets,
-    watch_migration_targets,
-)
+from .dual_write import Action, DualWrite, watch_migration_targets
 from .embed import DEFAULT_BATCH_SIZE
 from .errors import ConfigError, DriftError, MigrationError
 from .handles import ledger_for, sink_for
 from .ledger import Ledger
+from .migration_targets import MigrationTarget, open_migration_targets
 from .paired_strategies import run_drift_adapter, run_shadow_eval
 from .pairs import resolve_sources, sample_pairs
 from .providers import EmbeddingProvider, get_provider
+from .recorded import RunStart, recorded_run
 from .records import MigrateRun
 from .sinks.base import Sink
 
@@ -295,24 +291,20 @@ def _recorded(
     describe: Callable[[], dict[str, Any]] | None = None,
 ) -> MigrateRun:
     """Run ``body`` as a ledger run of kind ``migrate``: opened first, closed with its outcome."""
-    run.run_id = ledger.start_run(
+    start = RunStart(
         kind="migrate", model=run.to_model, sink=sink_uri, run_context=run_context, params=params
     )
+
+    def details(record: MigrateRun) -> dict[str, Any]:
+        _describe(record, describe)
+        return _ledger_record(record)
+
     try:
-        body()
-    except BaseException as exc:
-        run.status = "failed"
-        _describe(run, describe)
-        run.duration_s = round(time.monotonic() - started, 3)
-        ledger.finish_run(
-            run.run_id, _ledger_record(run), status="failed", error=f"{type(exc).__name__}: {exc}"[:2000]
-        )
-        if isinstance(exc, DriftError):
-            exc.fields.setdefault("migrate_run", run.to_dict())
+        with recorded_run(ledger, run, start, started=started, details=details):
+            body()
+    except DriftError as exc:
+        exc.fields.setdefault("migrate_run", run.to_dict())
         raise
-    _describe(run, describe)
-    run.duration_s = round(time.monotonic() - started, 3)
-    ledger.finish_run(run.run_id, _ledger_record(run))
     return run
 
 

@@ -45,6 +45,8 @@ class EmbedRun(_Record):
     duration_s: float = 0.0
     dry_run: bool = False
     status: str = "success"
+    #: the runs that applied the same rows to open dual-write migrations' new collections
+    migration_runs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -64,12 +66,15 @@ class WatchRun(_Record):
     n_unchanged: int = 0
     n_stale_skipped: int = 0
     n_embedded: int = 0
+    n_reused: int = 0
     n_written: int = 0
     tokens: int = 0
     cost_usd: float | None = 0.0
     duration_s: float = 0.0
     mode: str = "watermark"
     status: str = "success"
+    #: the runs that applied the same changes to open dual-write migrations' new collections
+    migration_runs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

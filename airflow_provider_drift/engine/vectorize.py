@@ -16,6 +16,7 @@ import numpy as np
 
 from .ledger import Ledger
 from .providers.base import EmbeddingProvider, Embeddings
+from .providers.openai_provider import PartialEmbeddings
 from .sinks.base import PAYLOAD_HASH, PAYLOAD_MODEL, Sink
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Vectorized:
+    """The vectors got for a set of texts, and — when the provider failed part-way — why the rest are missing.
+
+    A failed call still returns what it has (``error`` set): vectors already
+    embedded were paid for, so the caller writes them before raising ``error``.
+    """
+
     by_hash: dict[str, np.ndarray] = field(default_factory=dict)
     #: hashes of the texts the provider embedded in this call (not reused)
     embedded: set[str] = field(default_factory=set)
@@ -30,6 +37,8 @@ class Vectorized:
     n_reused: int = 0
     tokens: int = 0
     cost_usd: float | None = 0.0
+    #: the provider's error that cut the call short; ``by_hash`` holds what was got before it
+    error: Exception | None = None
 
 
 def add_cost(total: float | None, more: float | None) -> float | None:
@@ -48,9 +57,11 @@ def vectorize(
     sink_lock: AbstractContextManager[object] | None = None,
     chunk: int | None = None,
 ) -> Vectorized:
-    """Vectors for the distinct texts given (content hash → text).
+    """Vectors for the distinct texts given (content hash → text); on a provider error, what was got.
 
-    ``pending`` serves texts embedded earlier in this run whose batch is
+    Never raises a provider error: it comes back as ``error`` with every vector
+    received before it (also those a provider hands back with its error, see
+    :func:`received_before`). ``pending`` serves texts embedded earlier in this run whose batch is
     still on its way to the sink (see writer.py).
     """
     out = Vectorized()
@@ -83,15 +94,21 @@ def vectorize(
         try:
             result = provider.embed([texts_by_hash[h] for h in part])
         except Exception as exc:
-            partial = getattr(exc, "partial", None)
+            partial = received_before(exc)
             if partial is not None:
                 # Vectors the provider already returned (and billed) before failing:
                 # hand them back so the caller stores them and the re-run never pays again.
                 _take(out, [part[p] for p in partial.positions], partial.embeddings)
-            exc.vectorized = out  # type: ignore[attr-defined]
-            raise
+            out.error = exc
+            return out
         _take(out, part, result)
     return out
+
+
+def received_before(exc: BaseException) -> PartialEmbeddings | None:
+    """The vectors a provider received (and was billed for) before ``exc``, if it handed any back."""
+    partial = getattr(exc, "partial", None)
+    return partial if isinstance(partial, PartialEmbeddings) else None
 
 
 def _take(out: Vectorized, hashes: Sequence[str], result: Embeddings) -> None:

@@ -24,7 +24,6 @@ Semantics (see docs/watch.md):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -42,24 +41,14 @@ from .errors import ChangeFeedError, ConfigError, InvalidRowsError
 from .handles import ledger_for, sink_for
 from .identity import content_hashes, point_ids
 from .ledger import Ledger, Upsert
+from .migration_targets import followed, open_migration_targets
+from .point_writes import PointRows, PointWriter
 from .providers import EmbeddingProvider, get_provider
+from .recorded import RunStart, recorded_run
 from .records import WatchRun
 from .rows import OnInvalid
-from .sinks.base import (
-    PAYLOAD_HASH,
-    PAYLOAD_KEY,
-    PAYLOAD_MODEL,
-    PAYLOAD_RUN,
-    PAYLOAD_SOURCE,
-    PAYLOAD_TEXT,
-    PAYLOAD_VERSION,
-    Distance,
-    PointBatch,
-    Sink,
-)
+from .sinks.base import Distance, Sink
 from .sources import open_source, source_name
-from .vectorize import add_cost, stack, vectorize
-from .writer import BatchWriter, WriteJob
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +143,7 @@ def watch(
         )
         sink_obj.ensure_collection(provider.dim, distance=distance)
         led.register_sink(sink_obj.uri, model=provider.model, dim=provider.dim, distance=distance)
-        run.run_id = led.start_run(
+        start = RunStart(
             kind="watch",
             model=provider.model,
             sink=sink_obj.uri,
@@ -170,7 +159,7 @@ def watch(
                 "shadow_mode": shadow_mode,
             },
         )
-        try:
+        with recorded_run(led, run, start, started=started):
             if versions:
                 _apply_window(
                     run, feed, versions, interval is not None, key_col, text_col, on_invalid,
@@ -178,14 +167,55 @@ def watch(
                 )  # fmt: skip
                 sink_obj.flush()
             _advance_watermark(led, run, name, sink_obj.uri, versions, floor, interval is not None)
-        except BaseException as exc:
-            run.status = "failed"
-            run.duration_s = round(time.monotonic() - started, 3)
-            led.finish_run(run.run_id, run.to_dict(), status="failed", error=f"{type(exc).__name__}: {exc}")
-            raise
-        run.duration_s = round(time.monotonic() - started, 3)
-        led.finish_run(run.run_id, run.to_dict())
+        follow = {
+            "source": name,
+            "until_version": until_version,
+            "interval": interval,
+            "batch_size": batch_size,
+            "on_invalid": on_invalid,
+            "store_text": store_text,
+            "spark": spark,
+            "run_context": run_context,
+        }
+        _follow_migrations(
+            run, source_table, sink_obj, led, text_col, key_col, shadow_mode, provider_options, follow
+        )
         return run
+
+
+def _follow_migrations(
+    run: WatchRun,
+    table: str,
+    sink: Sink,
+    ledger: Ledger,
+    text_col: str,
+    key_col: str,
+    shadow_mode: bool,
+    provider_options: dict[str, Any] | None,
+    options: dict[str, Any],
+) -> None:
+    """Apply the same changes to every open dual-write migration's new collection (its own watermark).
+
+    Runs after the old collection's window succeeded, so a failure here never
+    moves (or holds back) the old collection's watermark; the next watch retries it.
+    """
+    from .dual_write import watch_migration_target
+
+    for target in open_migration_targets(sink, ledger=ledger):
+        done = watch_migration_target(
+            target,
+            table,
+            sink=sink,
+            ledger=ledger,
+            text_col=text_col,
+            key_col=key_col,
+            shadow_mode=shadow_mode,
+            provider_options=provider_options,
+            **options,
+        )
+        run.migration_runs.append(
+            followed(target, kind="watch", run_id=done.run_id, n_embedded=done.n_embedded)
+        )
 
 
 def _source_name(table: str, *, source: str | None, key_col: str, text_col: str, spark: Any) -> str:
@@ -281,18 +311,14 @@ def _apply_window(
     # and deletes can wait: they are applied after the upserts (sink, then ledger, as one batch) —
     # their tombstones do not compete with the writer's transactions, and until then a deleted
     # point's vector can still be reused for a text another key now has.
-    writer = BatchWriter(sink, ledger.path, on_written=lambda n: _add_written(run, n))
     later = _Later()
-    try:
+    with PointWriter(
+        run, source=run.source, provider=provider, sink=sink, ledger=ledger, reuse=True, store_text=store_text
+    ) as points:
         for start in range(0, states.num_rows, batch_size):
             _apply_batch(
-                run, states.slice(start, batch_size), provider, sink, ledger, writer, later, store_text
+                run, states.slice(start, batch_size), provider.model, ledger, sink.uri, points, later
             )
-    except BaseException:
-        with contextlib.suppress(BaseException):
-            writer.close()  # what was paid for and queued still gets written and recorded
-        raise
-    writer.close()
     later.apply(sink, ledger, model=provider.model, run_id=run.run_id)
 
 
@@ -336,10 +362,6 @@ def _check_texts(states: pa.Table, *, text_col: str, on_invalid: OnInvalid) -> p
     )
 
 
-def _add_written(run: WatchRun, n: int) -> None:
-    run.n_written += n  # called by the writer's one ledger thread only
-
-
 @dataclass
 class _Later:
     """What a window applies after its upserts: deletes (with their tombstones), and the version
@@ -358,12 +380,11 @@ class _Later:
 def _apply_batch(
     run: WatchRun,
     states: pa.Table,
-    provider: EmbeddingProvider,
-    sink: Sink,
+    model: str,
     ledger: Ledger,
-    writer: BatchWriter,
+    sink_uri: str,
+    points: PointWriter,
     later: _Later,
-    store_text: bool,
 ) -> None:
     """Guard each key, then hand upserts to the writer (sink, then ledger) and keep deletes for later."""
     keys: list[str] = states.column(KEY).to_pylist()
@@ -371,7 +392,7 @@ def _apply_batch(
     present: list[bool] = states.column("present").to_pylist()
     versions: list[int] = states.column(VERSION).to_pylist()
     ids = point_ids(run.source, keys)
-    known = ledger.lookup(sink.uri, ids)
+    known = ledger.lookup(sink_uri, ids)
     live = [i for i, p in enumerate(present) if p]
     row_hash = dict(zip(live, content_hashes([str(texts[i]) for i in live]), strict=True))
     upserts: list[int] = []
@@ -388,54 +409,25 @@ def _apply_batch(
         elif state is None or state.deleted:
             upserts.append(i)
             run.n_inserted += 1
-        elif state.content_hash == row_hash[i] and state.model == provider.model:
+        elif state.content_hash == row_hash[i] and state.model == model:
             current.append((pid, versions[i]))
             run.n_unchanged += 1
         else:
             upserts.append(i)
             run.n_updated += 1
-    if upserts:
-        texts_by_hash = {row_hash[i]: str(texts[i]) for i in upserts}
-        got = vectorize(
-            texts_by_hash,
-            provider=provider,
-            sink=sink,
-            ledger=ledger,
-            reuse=True,
-            pending=writer.pending,
-            sink_lock=writer.sink_lock,
-        )
-        run.n_embedded += got.n_embedded
-        run.tokens += got.tokens
-        run.cost_usd = add_cost(run.cost_usd, got.cost_usd)
-        payloads = []
-        for i in upserts:
-            payload = {
-                PAYLOAD_KEY: keys[i],
-                PAYLOAD_SOURCE: run.source,
-                PAYLOAD_HASH: row_hash[i],
-                PAYLOAD_MODEL: provider.model,
-                PAYLOAD_RUN: run.run_id,
-                PAYLOAD_VERSION: versions[i],
-            }
-            if store_text:
-                payload[PAYLOAD_TEXT] = texts[i]
-            payloads.append(payload)
-        writer.submit(
-            WriteJob(
-                points=PointBatch(
-                    ids=[ids[i] for i in upserts],
-                    vectors=stack([got.by_hash[row_hash[i]] for i in upserts], provider.dim),
-                    payloads=payloads,
-                ),
-                provenance=[Upsert(ids[i], run.source, keys[i], row_hash[i], versions[i]) for i in upserts],
-                model=provider.model,
-                run_id=run.run_id,
-                new_vectors={h: v for h, v in got.by_hash.items() if h in got.embedded},
-            )
-        )
+    # Deletes and version moves are kept before the upserts are submitted: a provider failure
+    # raised from submit() must not lose them from a window whose upserts partly landed.
     later.deletes.extend(Upsert(ids[i], run.source, keys[i], "", versions[i]) for i in deletes)
     later.current.extend(current)
+    points.submit(
+        PointRows(
+            [ids[i] for i in upserts],
+            [keys[i] for i in upserts],
+            [str(texts[i]) for i in upserts],
+            [row_hash[i] for i in upserts],
+            [versions[i] for i in upserts],
+        )
+    )
 
 
 def _advance_watermark(

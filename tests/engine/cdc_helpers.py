@@ -14,9 +14,10 @@ from typing import Any
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
-from airflow_provider_drift.engine.errors import SinkUnavailableError
+from airflow_provider_drift.engine.errors import ProviderUnavailableError, SinkUnavailableError
 from airflow_provider_drift.engine.identity import content_hash, point_id
 from airflow_provider_drift.engine.providers.base import Embeddings
+from airflow_provider_drift.engine.providers.openai_provider import PartialEmbeddings
 from airflow_provider_drift.engine.providers.shadow import ShadowProvider
 from airflow_provider_drift.engine.sinks import open_sink
 from airflow_provider_drift.engine.sinks.base import PointBatch, Sink
@@ -26,13 +27,28 @@ CDF = {"delta.enableChangeDataFeed": "true"}
 
 
 class CountingProvider(ShadowProvider):
-    """Shadow vectors plus a log of every text sent: the bill a real provider would send."""
+    """Shadow vectors plus a log of every text sent: the bill a real provider would send.
 
-    def __init__(self, model: str = MODEL, *, dim: int = 32) -> None:
+    With ``fail_on_call``, that call fails like OpenAIProvider after an outage: the first
+    ``partial`` texts of it were embedded (and billed) and ride on the error as ``partial``.
+    """
+
+    def __init__(
+        self, model: str = MODEL, *, dim: int = 32, fail_on_call: int | None = None, partial: int = 0
+    ) -> None:
         super().__init__(model, dim=dim)
         self.calls: list[list[str]] = []
+        self.fail_on_call = fail_on_call
+        self.partial = partial
 
     def embed(self, texts: Sequence[str]) -> Embeddings:
+        if self.fail_on_call is not None and len(self.calls) + 1 == self.fail_on_call:
+            got = list(texts[: self.partial])
+            self.calls.append(got)
+            error = ProviderUnavailableError("provider kept answering 503", hint="retry later")
+            if got:
+                error.partial = PartialEmbeddings(list(range(len(got))), super().embed(got))  # type: ignore[attr-defined]
+            raise error
         self.calls.append(list(texts))
         return super().embed(texts)
 

@@ -182,12 +182,18 @@ def test_cutover_refuses_until_the_new_collection_caught_up_and_sync_embeds_only
     old = qdrant.name()
     embed_old(table, qdrant.uri(old), ledger)
     migrate(OLD, NEW, qdrant.uri(old), strategy="dual-write", shadow_mode=True, ledger=ledger)
-    # The table changes (two rows edited, one deleted, one added) and the old collection follows.
+    # The table changes (two rows edited, one deleted, one added) and the old collection follows,
+    # from a stream of batches that can be read only once: the new collection cannot follow it.
     dt = DeltaTable(table)
     dt.update(predicate="id = 1 OR id = 2", updates={"body": "'Return the edited sentence.'"})
     dt.delete("id = 3")
     write_texts(Path(table), 1, start=N, mode="append")
-    embed_old(table, qdrant.uri(old), ledger, delete_missing=True)
+    once = DeltaTable(table).to_pyarrow_dataset().scanner().to_reader()
+    ran = embed(
+        once, source=f"delta://{table}", text_col="body", key_col="id", model=OLD,
+        sink=qdrant.uri(old), shadow_mode=True, ledger=ledger, delete_missing=True,
+    )  # fmt: skip
+    assert ran.migration_runs == []
 
     with pytest.raises(MigrationError, match="changed after the new one last caught up") as err:
         cutover(qdrant.uri(old), ledger=ledger)
@@ -203,6 +209,58 @@ def test_cutover_refuses_until_the_new_collection_caught_up_and_sync_embeds_only
     assert synced.n_embedded == 2 and synced.n_points == N  # one text for two rows; -1 +1 rows
     cutover(qdrant.uri(old), ledger=ledger)
     assert serving(qdrant, f"{old}_live") == (f"{old}__local_all-mpnet-base-v2", 768, N)
+
+
+def test_embed_applies_the_same_rows_to_the_new_collection_while_the_migration_is_open(
+    store: Store, table: str, ledger: Ledger
+) -> None:
+    old = store.name()
+    embed_old(table, store.uri(old), ledger)
+    started = migrate(OLD, NEW, store.uri(old), strategy="dual-write", shadow_mode=True, ledger=ledger)
+    dt = DeltaTable(table)
+    dt.update(predicate="id = 1 OR id = 2", updates={"body": "'Return the edited sentence.'"})
+    dt.delete("id = 3")
+    write_texts(Path(table), 1, start=N, mode="append")
+
+    ran = embed(
+        table, text_col="body", key_col="id", model=OLD, sink=store.uri(old), shadow_mode=True,
+        ledger=ledger, delete_missing=True,
+    )  # fmt: skip
+
+    assert (ran.n_embedded, ran.n_deleted) == (2, 1)
+    assert ledger.live_count(started.target_sink or "") == ledger.live_count(started.sink) == N
+    [follow] = ran.migration_runs
+    assert (follow["target_sink"], follow["model"], follow["kind"], follow["n_embedded"]) == (
+        started.target_sink, NEW, "embed", 2,
+    )  # fmt: skip
+    assert ledger.live_count(started.target_sink or "") == ledger.live_count(started.sink) == N
+    cut = cutover(store.uri(old), ledger=ledger)  # right after the embed: nothing to catch up
+    assert cut.n_points == N
+    assert serving(store, f"{old}_live") == (started.metrics["target_collection"], 768, N)
+
+
+def test_watch_keeps_both_collections_in_step_so_cutover_follows_a_watch(
+    store: Store, tmp_path: Path, ledger: Ledger
+) -> None:
+    table = write_texts(tmp_path / "fifty", 50)
+    old = store.name()
+    sink = store.uri(old)
+    watch(table, text_col="body", key_col="id", model=OLD, sink=sink, shadow_mode=True, ledger=ledger)
+    run = migrate(OLD, NEW, sink, strategy="dual-write", shadow_mode=True, ledger=ledger)
+    source, target = f"delta://{table}", run.target_sink or ""
+    assert ledger.get_watermark(source, target) == 0
+    DeltaTable(table).delete("id < 5")
+
+    done = watch(table, text_col="body", key_col="id", model=OLD, sink=sink, shadow_mode=True, ledger=ledger)
+
+    assert (done.to_version, done.n_deleted) == (1, 5)
+    assert ledger.live_count(run.sink) == ledger.live_count(target) == 45
+    assert ledger.get_watermark(source, run.sink) == ledger.get_watermark(source, target) == 1
+    assert [(m["target_sink"], m["kind"]) for m in done.migration_runs] == [(target, "watch")]
+    assert open_sink(store.uri(run.metrics["target_collection"])).count() == 45
+    cut = cutover(sink, ledger=ledger)
+    assert cut.n_points == 45
+    assert serving(store, f"{old}_live") == (run.metrics["target_collection"], 768, 45)
 
 
 def write_texts_body(start: int) -> list[str]:
@@ -239,8 +297,8 @@ def test_watch_keeps_the_new_collection_caught_up_while_the_migration_is_open(
     finally:
         handle.close()
 
-    # (If watch() already applies the feed to open targets itself, this second pass finds nothing to do.)
-    assert [r.to_version for r in runs] == [2]
+    # watch() already applied the feed to the open target: a second pass finds nothing to do.
+    assert [(r.to_version, r.n_changes, r.n_embedded) for r in runs] == [(2, 0, 0)]
     assert ledger.live_count(run.target_sink or "") == N - 5 + 3
     cut = cutover(sink, ledger=ledger)
     assert cut.n_points == N - 2

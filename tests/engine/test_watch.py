@@ -20,6 +20,7 @@ from airflow_provider_drift.engine.errors import (
     ChangeFeedError,
     ConfigError,
     InvalidRowsError,
+    ProviderUnavailableError,
     SinkUnavailableError,
     SourceError,
 )
@@ -342,6 +343,31 @@ def test_sink_failing_half_way_keeps_the_watermark_and_rerun_completes(
     assert watermark(source, sink_uri) == 2
     assert_collection_equals_table(sink_uri, table, source)
     assert status(sink_uri).in_agreement
+
+
+def test_a_provider_failing_mid_window_keeps_what_was_paid_for(table: str, sink_uri: str) -> None:
+    """The README's promise, for watch as for embed: what was embedded is written and recorded."""
+    source = run_watch(table, sink_uri, CountingProvider()).source
+    write(table, {"id": list(range(100, 130)), "body": [f"new {i}" for i in range(30)]})
+    failing = CountingProvider(fail_on_call=2, partial=4)  # batch 1 paid, then 4 texts of batch 2
+    with pytest.raises(ProviderUnavailableError, match="503"):
+        run_watch(table, sink_uri, failing, batch_size=10)
+    paid = failing.texts_sent
+    assert len(paid) == 14
+    assert status(sink_uri).points == 10 + 14 and status(sink_uri).in_agreement
+    with Ledger() as led:
+        failed = led.recent_runs(limit=1)[0]
+    assert (failed["kind"], failed["status"], failed["n_embedded"], failed["n_written"]) == (
+        "watch", "failed", 14, 14,
+    )  # fmt: skip
+    assert watermark(source, sink_uri) == 0  # the window is not complete: it is read again
+
+    healthy = CountingProvider()
+    done = run_watch(table, sink_uri, healthy, batch_size=10)
+    assert (done.n_stale_skipped, done.n_inserted, done.n_embedded) == (14, 16, 16)
+    assert set(healthy.texts_sent).isdisjoint(paid)  # the re-run pays only for the rest
+    assert watermark(source, sink_uri) == 1
+    assert_collection_equals_table(sink_uri, table, source)
 
 
 def test_intervals_out_of_order_and_twice_end_equal_to_the_table(
