@@ -108,15 +108,17 @@ class DeltaCDFSensor(BaseSensorOperator):
 
     @cached_property
     def sink_uri(self) -> str:
-        """The sink's identity as the ledger records it (credential-free)."""
+        """The sink's identity as the ledger records it (credential-free), without connecting to the sink."""
+        from airflow_provider_drift.engine.pending import recorded_sink_uri
+
         spec = resolve_sink_spec(
             sink=self.sink,
             sink_conn_id=self.sink_conn_id,
             collection=self.collection,
             sink_schema=self.sink_schema,
         )
-        with spec.open() as opened:
-            return opened.uri
+        with engine_errors():
+            return recorded_sink_uri(spec.uri, ledger=self.ledger_path)
 
     @cached_property
     def source(self) -> str:

@@ -127,7 +127,7 @@ def test_trigger_reports_a_terminal_error(
             return event.payload
 
     payload = asyncio.run(first_event())
-    assert (payload["status"], payload["terminal"], payload["error_type"]) == ("error", True, "ProviderError")
+    assert (payload["status"], payload["terminal"], payload["error_type"]) == ("error", True, "TerminalProviderError")
 
 
 @pytest.mark.parametrize(

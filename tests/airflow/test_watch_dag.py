@@ -149,6 +149,37 @@ def test_min_changed_rows_waits_for_enough_churn(tmp_path: Path) -> None:
     }
 
 
+def test_the_sensor_works_from_the_ledger_and_the_table_alone(
+    tmp_path: Path, pg_dsn: str, pg_table_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No sink credentials, no connection: the sink URI is resolved to what the ledger records."""
+    from tests.engine.migration_helpers import pg_uri
+
+    table = write(tmp_path / "t", {"id": [1], "body": ["one"]})
+    sink = pg_uri(pg_dsn, pg_table_name)  # no schema: the sink learns it from the server
+    done = watch(table, text_col="body", key_col="id", sink=sink, model=MODEL, shadow_mode=True)
+    write(table, {"id": [2], "body": ["two"]})
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the sensor tried to connect to the sink")
+
+    import psycopg
+
+    wrong = sink.replace("postgresql://postgres@", "postgresql://postgres:not-the-password@")
+    sensor = DeltaCDFSensor(task_id="wait", table=table, sink=wrong)
+    with monkeypatch.context() as no_connections:
+        no_connections.setattr(psycopg, "connect", refuse)
+        no_connections.setattr(psycopg.Connection, "connect", refuse)
+        assert sensor.sink_uri == done.sink  # pgvector://HOST:PORT/DB/public.TABLE, as the ledger has it
+        found = sensor.poke({})  # type: ignore[arg-type]
+    assert found.is_done and found.xcom_value == {
+        "since_version": 0,
+        "to_version": 1,
+        "n_versions": 1,
+        "n_rows": None,
+    }
+
+
 def test_backfill_intervals_out_of_order_and_twice(run_dag: Any, tmp_path: Path) -> None:
     table = write(tmp_path / "t", {"id": list(range(6)), "body": [f"ticket {i}" for i in range(6)]})
     set_commit_time(table, 0, START + timedelta(minutes=10))
