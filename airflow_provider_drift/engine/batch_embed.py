@@ -97,10 +97,10 @@ def submit_embed(
         submitting again — a task retried after its batches finished must not pay for them twice.
     """
     _require_openai(model)
-    open_job = _open_job(ledger, resume_key) if resume_key is not None else None
-    if open_job is not None:
-        log.info("resuming batch job of run %s (batches %s)", open_job.run_id, ", ".join(open_job.batch_ids))
-        return open_job
+    resumed = open_job(ledger, resume_key) if resume_key is not None else None
+    if resumed is not None:
+        log.info("resuming batch job of run %s (batches %s)", resumed.run_id, ", ".join(resumed.batch_ids))
+        return resumed
     with ExitStack() as stack:
         own_embedder = embedder is None
         embedder = embedder or stack.enter_context(
@@ -161,9 +161,7 @@ def submit_embed(
             try:
                 _submit_texts(job, src, embedder, sink_obj, ledger_obj)
             except BaseException:
-                cancel_batches(
-                    job, embedder=embedder
-                )  # nothing will fetch them: do not let them run (and bill)
+                cancel_batches(embedder, job.batch_ids)  # nothing will fetch them: stop them billing
                 with contextlib.suppress(OSError):
                     Path(job.manifest).unlink(missing_ok=True)
                 raise
@@ -242,39 +240,60 @@ def plan_batch_embed(df: Any = None, **embed_kwargs: Any) -> EmbedRun:
     return run
 
 
-def cancel_batches(
+def cancel_batches(embedder: OpenAIBatchEmbedder, batch_ids: Sequence[str]) -> list[str]:
+    """Cancel batches at the provider, best effort; return the ids a cancel was accepted for.
+
+    A batch that already finished cannot be cancelled and is left as is.
+    """
+    cancelled = []
+    for batch_id in batch_ids:
+        try:
+            embedder.cancel(batch_id)
+        except Exception as exc:
+            log.warning("could not cancel batch %s: %s", batch_id, exc)
+            continue
+        cancelled.append(batch_id)
+    return cancelled
+
+
+def abandon_job(
     job: BatchEmbedJob | dict[str, Any],
     *,
-    embedder: OpenAIBatchEmbedder | None = None,
+    reason: str,
+    ledger: Ledger | str | os.PathLike[str] | None = None,
     provider_options: dict[str, Any] | None = None,
+    embedder: OpenAIBatchEmbedder | None = None,
 ) -> list[str]:
-    """Cancel the job's batches at the provider (best effort): nothing will fetch their results.
+    """Give up a submitted job: cancel its batches, forget its manifest, close its run as failed.
 
-    For a job abandoned before completion — a failed submission, a killed or
-    timed-out task — so its batches stop running and billing. Returns the ids
-    of the batches a cancel was sent for; a batch already finished is left as is.
+    For a job nothing will complete — its task timed out or was killed — so
+    its batches stop running (and billing) and a retry submits afresh instead
+    of resuming it. Rows are not written; texts a batch had already embedded
+    are paid again by the re-run. Returns the ids of the batches cancelled.
     """
     job = job if isinstance(job, BatchEmbedJob) else BatchEmbedJob.from_dict(job)
-    if not job.batch_ids:
-        return []
     with ExitStack() as stack:
         embedder = embedder or stack.enter_context(
             closing(OpenAIBatchEmbedder(job.model, dim=job.dim, **(provider_options or {})))
         )
-        cancelled = []
-        for batch_id in job.batch_ids:
-            try:
-                embedder.cancel(batch_id)
-            except Exception as exc:
-                log.warning("could not cancel batch %s: %s", batch_id, exc)
-                continue
-            cancelled.append(batch_id)
+        cancelled = cancel_batches(embedder, job.batch_ids)
+        if job.manifest:
+            with contextlib.suppress(OSError):
+                Path(job.manifest).unlink(missing_ok=True)
+        record = EmbedRun(job.run_id, job.model, job.sink, job.source, job.source_version, status="failed")
+        ledger_for(ledger, stack).finish_run(job.run_id, record.to_dict(), status="failed", error=reason)
         return cancelled
 
 
-def _open_job(ledger: Ledger | str | os.PathLike[str] | None, resume_key: str) -> BatchEmbedJob | None:
+def open_job(
+    ledger: Ledger | str | os.PathLike[str] | None, resume_key: str, *, submitted: bool = True
+) -> BatchEmbedJob | None:
+    """The job submitted under ``resume_key`` whose results are not written yet, if any.
+
+    ``submitted=False`` also finds one whose submission was cut short.
+    """
     with ExitStack() as stack:
-        return find_open_job(ledger_for(ledger, stack), resume_key)
+        return find_open_job(ledger_for(ledger, stack), resume_key, submitted=submitted)
 
 
 # -- submit -----------------------------------------------------------------------------------------

@@ -71,13 +71,15 @@ def manifest_path(ledger: Ledger, run_id: str) -> Path:
     return Path(ledger.path).parent / "batch-jobs" / f"{run_id}.json"
 
 
-def find_open_job(ledger: Ledger, resume_key: str) -> BatchEmbedJob | None:
+def find_open_job(ledger: Ledger, resume_key: str, *, submitted: bool = True) -> BatchEmbedJob | None:
     """The job ``resume_key`` submitted whose results are not written yet, if any.
 
-    A manifest holds its job once every batch is submitted and is deleted
-    once the results are written (or counted missing), so its presence is
-    exactly "submitted, not yet completed" — also after a completion that
-    failed to write, which a retry should finish rather than pay for again.
+    A manifest is marked ``submitted`` once every batch is submitted and is
+    deleted once the results are written (or counted missing), so a submitted
+    manifest is exactly "submitted, not yet completed" — also after a
+    completion that failed to write, which a retry should finish rather than
+    pay for again. ``submitted=False`` also finds a job whose submission was
+    cut short (its batches so far), e.g. to cancel them.
     """
     for path in sorted(manifest_path(ledger, "x").parent.glob("*.json")):
         try:
@@ -85,7 +87,7 @@ def find_open_job(ledger: Ledger, resume_key: str) -> BatchEmbedJob | None:
         except (OSError, ValueError):
             continue  # not ours, or unreadable: manifests are replaced atomically
         job = data.get("job") if data.get("format") == MANIFEST_FORMAT else None
-        if job and job.get("resume_key") == resume_key:
+        if job and job.get("resume_key") == resume_key and (data.get("submitted", True) or not submitted):
             return BatchEmbedJob.from_dict(job)
     return None
 
@@ -116,7 +118,8 @@ def write_manifest(
 ) -> None:
     """Write atomically after every submitted batch, so a crash never leaves a batch without its map.
 
-    The last write (``submitted``) also stores the whole job, so a retried submitter can resume it.
+    Every write stores the job with the batches so far; the last one marks it
+    ``submitted``, so a retried submitter resumes only a complete submission.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -125,8 +128,8 @@ def write_manifest(
         "run_id": job.run_id,
         "model": job.model,
         "batches": batches,
+        "job": {**job.to_dict(), "batch_ids": list(batches)},
+        "submitted": submitted,
     }
-    if submitted:
-        payload["job"] = job.to_dict()
     tmp.write_text(json.dumps(payload), encoding="utf-8")
     os.replace(tmp, path)

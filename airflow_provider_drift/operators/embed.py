@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_drift.engine.errors import ConfigError
 from airflow_provider_drift.hooks.ledger import DriftLedgerHook
+from airflow_provider_drift.triggers.events import checked_event
 from airflow_provider_drift.triggers.openai_batch import EVENT_STATUSES, OpenAIBatchTrigger
 
 from ._context import run_context
@@ -102,6 +103,8 @@ class EmbedOperator(SinkTaskMixin, BaseOperator):
         "filter",
     )
     ui_color = "#e8f0fe"
+    #: the resume key of the Batch API job this task is submitting, until it defers
+    _submitting: str | None = None
 
     def __init__(
         self,
@@ -208,18 +211,48 @@ class EmbedOperator(SinkTaskMixin, BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: write the batches' results; reject events the trigger never sends."""
-        if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
-            raise AirflowException(
-                f"OpenAIBatchTrigger sent an event this task does not understand: {event!r}"
-            )
-        if event["status"] == "error":
-            message = f"{event.get('error_type', 'error')}: {event.get('message', '')}"
-            raise AirflowFailException(message) if event.get("terminal") else AirflowException(message)
-        job = event.get("job")
+        event = checked_event(event, trigger="OpenAIBatchTrigger", statuses=EVENT_STATUSES, requires=("job",))
+        job = event["job"]
         if not isinstance(job, dict) or not job.get("run_id"):
             raise AirflowException(f"OpenAIBatchTrigger sent a success event without the job: {event!r}")
         self.log.info("batches done: %s", event.get("batches"))
         return self._complete(context, job)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Resume after deferral; past ``batch_timeout``, cancel the job's batches and fail without retry."""
+        from airflow.sdk.exceptions import TaskDeferralTimeout
+
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except TaskDeferralTimeout as exc:
+            if not self.batch_api:
+                raise
+            reason = f"the Batch API job did not finish within batch_timeout={self.batch_timeout}"
+            cancelled = self._abandon(_resume_key(context), reason=reason)
+            raise AirflowFailException(
+                f"{reason}: cancelled batch(es) {', '.join(cancelled) or 'none'}; nothing was written. "
+                "Re-run the task to submit again (a longer batch_timeout, or fewer rows per task)"
+            ) from exc
+
+    def on_kill(self) -> None:
+        """Killed while submitting to the Batch API: cancel what was submitted, which nothing will fetch.
+
+        While deferred, the trigger's ``on_kill`` cancels the batches; while writing the
+        results (after the trigger fired) nothing is cancelled: a retry finishes the job.
+        """
+        if self._submitting is not None:
+            self._abandon(self._submitting, reason="the task was killed while submitting to the Batch API")
+
+    def _abandon(self, resume_key: str, *, reason: str) -> list[str]:
+        from airflow_provider_drift.engine.batch_embed import abandon_job, open_job
+        from airflow_provider_drift.engine.ledger import Ledger
+
+        with Ledger(DriftLedgerHook(drift_ledger_conn_id=self.ledger_conn_id).get_path()) as ledger:
+            job = open_job(ledger, resume_key, submitted=False)
+            if job is None:
+                return []
+            self.log.warning("%s: abandoning the job of run %s", reason, job.run_id)
+            return abandon_job(job, reason=reason, ledger=ledger, provider_options=self.provider_options)
 
     def _submit(self, context: Context) -> dict[str, Any]:
         """Plan and submit; defer while the batches run, or complete at once when nothing was sent."""
@@ -245,18 +278,19 @@ class EmbedOperator(SinkTaskMixin, BaseOperator):
             try:
                 if self.is_dry_run:
                     return plan_batch_embed(self.source or self.table, ledger=self.ledger, **common).to_dict()
-                ids = run_context(context)
+                # a retry of this task instance resumes its submitted job instead of paying again
+                self._submitting = _resume_key(context)
                 job = submit_embed(
                     self.source or self.table,
                     ledger=self.ledger,
-                    run_context=ids,
-                    # a retry of this task instance resumes its submitted job instead of paying again
-                    resume_key="/".join(str(ids[k]) for k in ("dag_id", "task_id", "run_id", "map_index")),
+                    run_context=run_context(context),
+                    resume_key=self._submitting,
                     **common,
                 )
             finally:
                 self._close_ledger()
         if not job.batch_ids:
+            self._submitting = None
             self.log.info(
                 "nothing to send to the Batch API: writing the %d reusable rows now", job.n_rows_todo
             )
@@ -326,6 +360,12 @@ class EmbedOperator(SinkTaskMixin, BaseOperator):
         """Attach the rendered collection Asset to the alias when the collection was templated."""
         if isinstance(self.collection_outlet, AssetAlias) and not self.is_dry_run:
             context["outlet_events"][self.collection_outlet].add(Asset(self._asset_uri()))
+
+
+def _resume_key(context: Context) -> str:
+    """Who submits a Batch API job: this task instance (its retries and resumptions share the key)."""
+    ids = run_context(context)
+    return "/".join(str(ids[k]) for k in ("dag_id", "task_id", "run_id", "map_index"))
 
 
 def _check_batch_api(model: str, *, shadow_mode: bool, delete_missing: bool) -> None:

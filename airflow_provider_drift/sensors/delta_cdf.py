@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from airflow_provider_drift.engine.errors import ConfigError
 from airflow_provider_drift.hooks.ledger import DriftLedgerHook
@@ -16,6 +16,7 @@ from airflow_provider_drift.operators._context import data_interval
 from airflow_provider_drift.operators._errors import engine_errors
 from airflow_provider_drift.operators._sink_task import check_sink_args, resolve_sink_spec
 from airflow_provider_drift.triggers.delta_cdf import EVENT_STATUSES, DeltaCDFTrigger
+from airflow_provider_drift.triggers.events import checked_event
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -177,17 +178,10 @@ class DeltaCDFSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Return the pending range from the trigger's event; reject anything the trigger never sends."""
-        if not isinstance(event, dict) or event.get("status") not in EVENT_STATUSES:
-            raise AirflowException(
-                f"DeltaCDFTrigger sent an event this sensor does not understand: {event!r}"
-            )
-        status = event["status"]
-        if status == "error":
-            message = f"{event.get('error_type', 'error')}: {event.get('message', '')}"
-            if event.get("terminal"):
-                raise AirflowFailException(message)
-            raise AirflowException(message)
-        if status == "skipped":
+        event = checked_event(
+            event, trigger="DeltaCDFTrigger", statuses=EVENT_STATUSES, requires=("pending",)
+        )
+        if event["status"] == "skipped":
             raise AirflowSkipException(f"no pending changes of {self.table} in this data interval")
         pending = event.get("pending")
         if not isinstance(pending, dict) or "to_version" not in pending:

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from .events import error_event
+
 #: statuses this trigger emits; DeltaCDFSensor.execute_complete rejects any other
 EventStatus = Literal["success", "skipped", "error"]
 EVENT_STATUSES: frozenset[str] = frozenset({"success", "skipped", "error"})
@@ -100,20 +102,13 @@ class DeltaCDFTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_drift.engine.errors import DriftError, TerminalError
+        from airflow_provider_drift.engine.errors import DriftError
 
         while True:
             try:
                 found = await asyncio.to_thread(self.check)
             except DriftError as exc:
-                yield TriggerEvent(
-                    {
-                        "status": "error",
-                        "message": str(exc),
-                        "error_type": type(exc).__name__,
-                        "terminal": isinstance(exc, TerminalError),
-                    }
-                )
+                yield TriggerEvent(error_event(exc))
                 return
             if found.ready:
                 self.log.info("changes pending: %s", found.pending)

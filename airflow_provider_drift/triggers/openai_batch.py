@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from .events import error_event
+
 #: statuses this trigger emits; EmbedOperator.execute_complete rejects any other
 EventStatus = Literal["success", "error"]
 EVENT_STATUSES: frozenset[str] = frozenset({"success", "error"})
@@ -83,7 +85,7 @@ class OpenAIBatchTrigger(BaseTrigger):
         return [embedder.poll(batch_id) for batch_id in batch_ids]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_drift.engine.errors import DriftError, TerminalError
+        from airflow_provider_drift.engine.errors import DriftError, TransientError
 
         embedder = None
         done: dict[str, Any] = {}
@@ -95,18 +97,11 @@ class OpenAIBatchTrigger(BaseTrigger):
                         embedder = await asyncio.to_thread(self.make_embedder)
                     statuses = await asyncio.to_thread(self.poll, embedder, waiting)
                 except DriftError as exc:
-                    if not isinstance(exc, TerminalError):
+                    if isinstance(exc, TransientError):
                         self.log.warning("polling failed (%s); next poll in %ss", exc, self.poll_interval)
                         await asyncio.sleep(self.poll_interval)
                         continue
-                    yield TriggerEvent(
-                        {
-                            "status": "error",
-                            "message": str(exc),
-                            "error_type": type(exc).__name__,
-                            "terminal": True,
-                        }
-                    )
+                    yield TriggerEvent(error_event(exc))
                     return
                 done.update({s.batch_id: s for s in statuses if s.done})
                 if len(done) == len(self.batch_ids):
@@ -122,6 +117,21 @@ class OpenAIBatchTrigger(BaseTrigger):
         finally:
             if embedder is not None:
                 embedder.close()
+
+    async def on_kill(self) -> None:
+        """The task was killed while deferred (mark failed, clear): cancel the batches nothing will fetch."""
+        cancelled = await asyncio.to_thread(self.cancel)
+        self.log.info("task killed: cancelled batch(es) %s", ", ".join(cancelled) or "none")
+
+    def cancel(self) -> list[str]:
+        """Cancel every batch still running (blocking: call it in a thread); return those cancelled."""
+        from airflow_provider_drift.engine.batch_embed import cancel_batches
+
+        embedder = self.make_embedder()
+        try:
+            return cancel_batches(embedder, self.batch_ids)
+        finally:
+            embedder.close()
 
 
 def _event(status: Any) -> dict[str, Any]:

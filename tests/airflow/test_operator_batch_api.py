@@ -127,7 +127,11 @@ def test_trigger_reports_a_terminal_error(
             return event.payload
 
     payload = asyncio.run(first_event())
-    assert (payload["status"], payload["terminal"], payload["error_type"]) == ("error", True, "TerminalProviderError")
+    assert (payload["status"], payload["terminal"], payload["error_type"]) == (
+        "error",
+        True,
+        "TerminalProviderError",
+    )
 
 
 @pytest.mark.parametrize(
@@ -158,3 +162,80 @@ def test_execute_complete_rejects_unknown_events() -> None:
             {},  # type: ignore[arg-type]
             {"status": "error", "message": "401", "error_type": "ProviderError", "terminal": True},
         )
+
+
+class _TaskInstance:
+    """The ids a task instance gives its task's context (what the ledger and the resume key use)."""
+
+    dag_id, task_id, run_id, try_number, map_index = "drift_test_kill", "embed", "manual_1", 1, -1
+
+
+def _submit_and_defer(op: EmbedOperator, context: dict[str, Any]) -> Any:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)  # type: ignore[arg-type]
+    return deferred.value.trigger
+
+
+def test_batch_timeout_cancels_the_job_and_fails_without_retry(
+    tmp_path: Path, openai_server: OpenAIServer, openai_conn: str
+) -> None:
+    from airflow.sdk.bases.operator import TriggerFailureReason
+    from airflow.sdk.exceptions import AirflowFailException
+
+    tickets = write_sample_tickets(tmp_path / "tickets", n=12, seed=0)
+    sink = f"qdrant+local://{tmp_path / 'qdrant' / 'tickets'}"
+    openai_server.batch_polls = 1000  # the batch never finishes within the test
+    args = {"table": tickets, "sink": sink, "collection": None, "openai_conn_id": openai_conn, "dim": 32}
+    context = {"ti": _TaskInstance(), "run_id": _TaskInstance.run_id}
+    trigger = _submit_and_defer(_op(**args), context)
+    [batch_id] = trigger.batch_ids
+    with Ledger(tmp_path / "ledger.db") as led:
+        [submitted] = led.recent_runs(limit=5)
+    assert submitted["status"] == "running"
+    manifests = list((tmp_path / "batch-jobs").glob("*.json"))
+    assert len(manifests) == 1
+
+    # The deferral outlived batch_timeout: Airflow resumes the task (a fresh operator) to fail it.
+    resumed = _op(**args)
+    with pytest.raises(AirflowFailException, match=rf"did not finish within batch_timeout.*{batch_id}"):
+        resumed.resume_execution("__fail__", {"error": TriggerFailureReason.TRIGGER_TIMEOUT}, context)  # type: ignore[arg-type]
+
+    assert openai_server.batches[batch_id]["status"] in ("cancelling", "cancelled")
+    with Ledger(tmp_path / "ledger.db") as led:
+        run = led.get_run(submitted["run_id"])
+    assert run is not None and run["status"] == "failed" and "batch_timeout" in run["error"]
+    assert list((tmp_path / "batch-jobs").glob("*.json")) == []  # a retry submits afresh
+    again = _submit_and_defer(_op(**args), context)
+    assert again.batch_ids != [batch_id]
+
+
+def test_a_killed_task_or_trigger_cancels_its_batches(
+    tmp_path: Path, openai_server: OpenAIServer, openai_conn: str
+) -> None:
+    tickets = write_sample_tickets(tmp_path / "tickets", n=12, seed=0)
+    sink = f"qdrant+local://{tmp_path / 'qdrant' / 'tickets'}"
+    openai_server.batch_polls = 1000
+    args = {"table": tickets, "sink": sink, "collection": None, "openai_conn_id": openai_conn, "dim": 32}
+    context = {"ti": _TaskInstance(), "run_id": _TaskInstance.run_id}
+
+    # Killed on the worker before it deferred (SIGTERM, execution_timeout): the task cancels.
+    op = _op(**args)
+    [first] = _submit_and_defer(op, context).batch_ids
+    op.on_kill()
+    assert openai_server.batches[first]["status"] in ("cancelling", "cancelled")
+    with Ledger(tmp_path / "ledger.db") as led:
+        [killed] = led.recent_runs(limit=1)
+    assert (killed["status"], killed["error"]) == (
+        "failed", "the task was killed while submitting to the Batch API",
+    )  # fmt: skip
+
+    # Killed while deferred (mark failed, clear): the triggerer calls the trigger's on_kill.
+    trigger = _submit_and_defer(_op(**args), context)
+    [second] = trigger.batch_ids
+    assert second != first and openai_server.batches[second]["status"] not in ("cancelling", "cancelled")
+    asyncio.run(trigger.on_kill())
+    assert openai_server.batches[second]["status"] in ("cancelling", "cancelled")
+    # A killed task that already resumed to write its results leaves the job alone: a retry finishes it.
+    _op(**args).on_kill()
