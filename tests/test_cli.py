@@ -133,7 +133,15 @@ def test_migrate_shadow_eval_reports_and_changes_nothing(capsys, tickets, sink):
     report = drift_json(capsys, "migrate", "--from", "openai/text-embedding-3-small", "--to",
                         "openai/text-embedding-3-large", "--sink", sink, "--strategy", "shadow-eval",
                         "--shadow-mode")  # fmt: skip
-    assert report["strategy"] == "shadow-eval" and 0.0 <= report["overlap"] <= 1.0
+    # Shadow vectors and a seeded sample: the CLI reports exactly what the API measures.
+    assert report["strategy"] == "shadow-eval"
+    from airflow_provider_drift.engine.migrate import migrate
+
+    api = migrate("openai/text-embedding-3-small", "openai/text-embedding-3-large", sink,
+                  strategy="shadow-eval", shadow_mode=True)  # fmt: skip
+    assert (report["overlap"], report["arr"], report["metrics"]["recommended_strategy"]) == (
+        api.overlap, api.arr, api.metrics["recommended_strategy"],
+    )  # fmt: skip
     status = drift_json(capsys, "status", "--sink", sink)
     assert status["points"] == 300 and list(status["models"]) == ["openai/text-embedding-3-small"]
 

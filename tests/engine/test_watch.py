@@ -24,7 +24,7 @@ from airflow_provider_drift.engine.errors import (
     SinkUnavailableError,
     SourceError,
 )
-from airflow_provider_drift.engine.identity import point_id
+from airflow_provider_drift.engine.identity import content_hash, point_id
 from airflow_provider_drift.engine.ledger import Ledger
 from airflow_provider_drift.engine.records import WatchRun
 from airflow_provider_drift.engine.sinks import open_sink
@@ -439,7 +439,18 @@ def test_cli_watch(table: str, sink_uri: str, capsys: pytest.CaptureFixture[str]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "v0 -> v1" in out and "deleted" in out
-    assert main([*args, "--since-version", "7"]) == 0
+    # --since-version skips the versions up to it: key 4's edit (v2) is not applied, the delete (v3) is.
+    DeltaTable(table).update(predicate="id = 4", updates={"body": "'ticket 4, edited'"})
+    DeltaTable(table).delete("id = 5")
+    before = sink_state(sink_uri)
+    assert main([*args, "--since-version", "2", "--json"]) == 0
+    skipped = json.loads(capsys.readouterr().out)
+    assert (skipped["since_version"], skipped["to_version"], skipped["n_changes"]) == (2, 3, 1)
+    assert (skipped["n_deleted"], skipped["n_updated"], skipped["n_embedded"]) == (1, 0, 0)
+    after = sink_state(sink_uri)
+    assert after == {pid: state for pid, state in before.items() if state[0] != "5"}
+    assert after[point_id(first["source"], "4")] == ("4", content_hash("ticket 4"))  # the old text
+    assert watermark(first["source"], sink_uri) == 3
     missing = str(Path(table).parent / "nope")
     assert main([*args[:2], missing, *args[3:]]) == 2
     assert "hint:" in capsys.readouterr().err
