@@ -7,6 +7,8 @@ embedding models produce).
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -242,7 +244,7 @@ def test_with_collection_is_isolated(make_sink: Any) -> None:
     b.close()
 
 
-def test_alias_switch_is_atomic_looking(make_sink: Any) -> None:
+def test_alias_serves_its_target_and_is_never_dropped_through(make_sink: Any) -> None:
     old, new = make_sink("gen1"), make_sink("gen2")
     if "alias" not in old.capabilities:
         pytest.skip(f"{type(old).__name__} has no alias capability")
@@ -255,7 +257,7 @@ def test_alias_switch_is_atomic_looking(make_sink: Any) -> None:
     old.set_alias(alias, old.collection)
     assert old.resolve_alias(alias) == old.collection
     assert make_sink("live").count() == 4
-    old.set_alias(alias, new.collection)  # switch: readers see one target or the other, never none
+    old.set_alias(alias, new.collection)  # switch (atomicity: see the concurrent reader test below)
     assert new.resolve_alias(alias) == new.collection
     live = make_sink("live")
     assert live.count() == 6 and live.dimension() == DIM
@@ -267,6 +269,53 @@ def test_alias_switch_is_atomic_looking(make_sink: Any) -> None:
     old.delete_alias(alias)
     old.delete_alias(alias)  # idempotent
     assert old.resolve_alias(alias) is None
+
+
+def test_alias_switch_is_atomic_for_a_concurrent_reader(make_sink: Any) -> None:
+    """While the alias flips between two collections, a reader sees one whole collection or the other."""
+    old, new = make_sink("flip1"), make_sink("flip2")
+    if "alias" not in old.capabilities:
+        pytest.skip(f"{type(old).__name__} has no alias capability")
+    old.ensure_collection(DIM)
+    new.ensure_collection(DIM)
+    old.upsert(make_batch(4, tag="old"))
+    new.upsert(make_batch(6, seed=1, tag="new"))
+    alias = make_sink.name("flip")
+    old.set_alias(alias, old.collection)
+    whole = {(4, frozenset({"old"})), (6, frozenset({"new"}))}
+    seen: list[tuple[int, frozenset[str]]] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:  # a reader of the serving name, as a search service would be
+        try:
+            while not stop.is_set() and len(seen) < 5000:
+                reader = make_sink("flip")
+                try:
+                    tags = [t for p in all_points(reader) for t in p.payload["tags"]]
+                finally:
+                    reader.close()
+                seen.append((len(tags), frozenset(tags)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    def reads_after(n: int) -> None:  # wait for reads that began after the last switch
+        deadline = time.monotonic() + 10
+        while len(seen) < n + 2 and time.monotonic() < deadline and not errors:
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        reads_after(0)
+        for i in range(20):
+            old.set_alias(alias, new.collection if i % 2 == 0 else old.collection)
+            reads_after(len(seen))
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert errors == [] and len(seen) > 20
+    assert set(seen) == whole  # both were served, and never nothing, a mix or a half
 
 
 def test_list_collections_names_created_collections(make_sink: Any) -> None:
