@@ -239,3 +239,30 @@ def test_a_killed_task_or_trigger_cancels_its_batches(
     assert openai_server.batches[second]["status"] in ("cancelling", "cancelled")
     # A killed task that already resumed to write its results leaves the job alone: a retry finishes it.
     _op(**args).on_kill()
+
+
+def test_trigger_outlasts_a_provider_outage_while_polling(
+    openai_server: OpenAIServer, openai_conn: str
+) -> None:
+    """A poll that fails past the client's retries is transient: logged, polled again, not an error event."""
+    from airflow_provider_drift.engine.providers.openai_batch import OpenAIBatchEmbedder
+    from tests.fixtures.openai_server import Fault
+
+    embedder = OpenAIBatchEmbedder(MODEL, dim=32, api_key="test-key", base_url=openai_server.url)
+    batch_id = embedder.submit(["one", "two"])
+    embedder.close()
+    outage = [Fault.http(503, retry_after_ms="1") for _ in range(8)]  # more than one poll's retries
+    openai_server.add_batch_faults(*outage, route="GET /v1/batches")
+    trigger = OpenAIBatchTrigger(
+        batch_ids=[batch_id], model=MODEL, openai_conn_id=openai_conn, poll_interval=0
+    )
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event.payload
+
+    payload = asyncio.run(first_event())
+    assert payload["status"] == "success"
+    assert [(b["batch_id"], b["status"]) for b in payload["batches"]] == [(batch_id, "completed")]
+    polls = [r for r in openai_server.requests if r.method == "GET" and r.path == f"/v1/batches/{batch_id}"]
+    assert [r.fault for r in polls[:8]] == ["status"] * 8 and polls[-1].status == 200

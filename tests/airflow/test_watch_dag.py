@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from datetime import timedelta
 from pathlib import Path
@@ -260,6 +261,29 @@ def test_trigger_serialises_to_its_class_path_and_exact_kwargs() -> None:
     assert rebuilt.serialize() == (path, kwargs)
     assert path == "airflow_provider_drift.triggers.delta_cdf.DeltaCDFTrigger"
     assert all(isinstance(v, str | int | float | type(None)) for v in kwargs.values())
+
+
+def test_trigger_reports_an_engine_error_as_an_event_the_sensor_fails_on(tmp_path: Path) -> None:
+    table = write(tmp_path / "t", {"id": [1], "body": ["one"]})
+    sink = f"qdrant+local://{tmp_path}/qdrant/t"
+    watch(table, text_col="body", key_col="id", sink=sink, model=MODEL, shadow_mode=True)
+    sensor = DeltaCDFSensor(
+        task_id="wait", table=str(tmp_path / "gone"), sink=sink, source_name=f"delta://{table}"
+    )
+    trigger = DeltaCDFTrigger(
+        table=sensor.table, source=sensor.source, sink_uri=sensor.sink_uri, ledger_path=sensor.ledger_path,
+        poll_interval=0.0,
+    )  # fmt: skip
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event.payload
+
+    event = asyncio.run(first_event())
+    assert (event["status"], event["terminal"]) == ("error", True)
+    assert event["error_type"] == "TerminalSourceError" and "gone" in event["message"]
+    with pytest.raises(AirflowFailException, match=r"TerminalSourceError: .*gone"):
+        sensor.execute_complete({}, event)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
