@@ -7,7 +7,6 @@ Postgres tables), so tests never see each other's data.
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,8 +96,6 @@ def make_sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SinkFa
     kind = request.param
     pg_dsn = None
     if kind == "pgvector":
-        if importlib.util.find_spec("airflow_provider_drift.engine.sinks.pgvector") is None:
-            pytest.skip("the pgvector sink (engine/sinks/pgvector.py) is not written yet")
         pg_dsn = request.getfixturevalue("pg_dsn")
     factory = SinkFactory(kind, tmp_path, pg_dsn)
     yield factory
