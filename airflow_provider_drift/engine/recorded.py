@@ -9,6 +9,7 @@ pipeline does in between.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from .ledger import Ledger
+
+log = logging.getLogger(__name__)
 
 #: the longest error text a run keeps (the whole traceback is in the task log)
 MAX_ERROR_CHARS = 2000
@@ -83,7 +86,10 @@ def recorded_run(
     except BaseException as exc:
         record.status = "failed"
         record.duration_s = round(time.monotonic() - begun, 3)
-        ledger.finish_run(record.run_id, render(record), status="failed", error=describe_error(exc))
+        try:
+            ledger.finish_run(record.run_id, render(record), status="failed", error=describe_error(exc))
+        except Exception as unrecorded:  # e.g. the ledger's disk is full: raise the run's own error
+            log.warning("could not record run %s as failed: %s", record.run_id, unrecorded)
         raise
     record.duration_s = round(time.monotonic() - begun, 3)
     if not leave_open:

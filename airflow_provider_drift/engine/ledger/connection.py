@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import LedgerError
+from ..errors import LedgerBusyError, LedgerError
 
 DRIFT_HOME_ENV = "DRIFT_HOME"
 DEFAULT_LEDGER_PATH = Path("~/.drift/ledger.db")
@@ -78,9 +78,13 @@ class LedgerConnection:
                 return fn()
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if time.monotonic() > deadline:
                     raise LedgerError(
+                        f"the ledger {self.path} cannot be used: {exc}",
+                        hint="free space on its disk (or check the file's permissions), then re-run: "
+                        "what the ledger did not record is written again",
+                    ) from exc
+                if time.monotonic() > deadline:
+                    raise LedgerBusyError(
                         f"the ledger {self.path} stayed locked for {_MAX_LOCK_WAIT_S:.0f}s",
                         hint="another process holds a long write transaction; retry the run",
                     ) from exc
@@ -94,6 +98,14 @@ class LedgerConnection:
             self._retrying(lambda: self._conn.execute("BEGIN IMMEDIATE"))
             try:
                 yield self._conn
+            except sqlite3.OperationalError as exc:
+                if self._conn.in_transaction:  # SQLite may have rolled back already (disk full)
+                    self._conn.execute("ROLLBACK")
+                raise LedgerError(
+                    f"the ledger {self.path} cannot be written: {exc}",
+                    hint="free space on its disk (or check the file's permissions), then re-run: "
+                    "what the ledger did not record is written again",
+                ) from exc
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
