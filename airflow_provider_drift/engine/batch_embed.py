@@ -51,7 +51,7 @@ from .models import BATCH_DISCOUNT, split_model
 from .point_writes import PointWriter, RowPlan, rows_to_write
 from .providers.base import EmbeddingProvider, Embeddings
 from .providers.openai_batch import OpenAIBatchEmbedder
-from .recorded import RunStart, recorded_run
+from .recorded import RunStart, close_failed, recorded_run
 from .records import EmbedRun
 from .rows import OnInvalid
 from .sinks.base import Distance, Sink
@@ -280,8 +280,8 @@ def abandon_job(
         if job.manifest:
             with contextlib.suppress(OSError):
                 Path(job.manifest).unlink(missing_ok=True)
-        record = EmbedRun(job.run_id, job.model, job.sink, job.source, job.source_version, status="failed")
-        ledger_for(ledger, stack).finish_run(job.run_id, record.to_dict(), status="failed", error=reason)
+        record = EmbedRun(job.run_id, job.model, job.sink, job.source, job.source_version)
+        close_failed(ledger_for(ledger, stack), record, reason)
         return cancelled
 
 

@@ -87,10 +87,23 @@ def recorded_run(
         record.status = "failed"
         record.duration_s = round(time.monotonic() - begun, 3)
         try:
-            ledger.finish_run(record.run_id, render(record), status="failed", error=describe_error(exc))
+            close_failed(ledger, record, describe_error(exc), details=render(record))
         except Exception as unrecorded:  # e.g. the ledger's disk is full: raise the run's own error
             log.warning("could not record run %s as failed: %s", record.run_id, unrecorded)
         raise
     record.duration_s = round(time.monotonic() - begun, 3)
     if not leave_open:
         ledger.finish_run(record.run_id, render(record))
+
+
+def close_failed(
+    ledger: Ledger, record: RunRecord, error: str, *, details: dict[str, Any] | None = None
+) -> None:
+    """Close ``record``'s run as failed with ``error`` (also a run given up on outside its call)."""
+    record.status = "failed"
+    ledger.finish_run(
+        record.run_id,
+        record.to_dict() if details is None else details,
+        status="failed",
+        error=error[:MAX_ERROR_CHARS],
+    )
