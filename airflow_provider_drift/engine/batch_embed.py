@@ -45,7 +45,7 @@ from .batch_job import BatchEmbedJob, find_open_job, manifest_path, read_manifes
 from .embed import DEFAULT_BATCH_SIZE, add_written, check_dimension, describe_error, embed, submit_batch
 from .errors import ConfigError, ProviderError
 from .handles import ledger_for, sink_for
-from .identity import content_hashes
+from .identity import content_hashes, vector_scheme
 from .ledger import Ledger
 from .models import BATCH_DISCOUNT, split_model
 from .providers.base import EmbeddingProvider, Embeddings
@@ -214,7 +214,10 @@ def complete_embed(
             manifest = read_manifest(job)
             served = _fetch_all(embedder, manifest, run, missing)
             check_dimension(sink_obj, embedder.dim, create=True, distance=job.distance)  # type: ignore[arg-type]
-            ledger_obj.register_sink(sink_obj.uri, model=job.model, dim=embedder.dim, distance=job.distance)
+            ledger_obj.register_sink(
+                sink_obj.uri, model=job.model, dim=embedder.dim, distance=job.distance,
+                vector_scheme=vector_scheme(embedder),
+            )  # fmt: skip
             provider = _BatchResults(served, fallback=embedder.provider)
             _write_rows(job, run, src, provider, sink_obj, ledger_obj, missing)
             sink_obj.flush()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
+from .identity import vector_scheme
 from .errors import DimensionMismatchError
 from .handles import ledger_for, sink_for
 from .ledger import Ledger, Upsert
@@ -114,7 +115,10 @@ def embed(
             return _plan(
                 run, src, provider, sink_obj, ledger_obj, dedup, key_col, text_col, on_invalid, started
             )
-        ledger_obj.register_sink(sink_obj.uri, model=provider.model, dim=provider.dim, distance=distance)
+        ledger_obj.register_sink(
+            sink_obj.uri, model=provider.model, dim=provider.dim, distance=distance,
+            vector_scheme=vector_scheme(provider),
+        )  # fmt: skip
         run.run_id = ledger_obj.start_run(
             kind="embed",
             model=provider.model,
@@ -280,6 +284,7 @@ def _submit_vectors(
 
 def _delete_unseen(run: EmbedRun, source: str, sink: Sink, ledger: Ledger) -> None:
     for ids in ledger.unseen_points(sink.uri, source):
+        ledger.mark_pending(sink.uri, ids, run_id=run.run_id)  # see writer.py: invalidate, then delete
         sink.delete(ids)
         ledger.record_deletes(sink.uri, ids, run_id=run.run_id, source_version=run.source_version)
         run.n_deleted += len(ids)

@@ -40,7 +40,7 @@ from .changes import CHANGE_TYPE, KEY, TEXT, VERSION, ChangeFeed, collapse, open
 from .embed import DEFAULT_BATCH_SIZE, embed
 from .errors import ChangeFeedError, ConfigError, InvalidRowsError
 from .handles import ledger_for, sink_for
-from .identity import content_hashes, point_ids
+from .identity import content_hashes, point_ids, vector_scheme
 from .ledger import Ledger, Upsert
 from .providers import EmbeddingProvider, get_provider
 from .records import WatchRun
@@ -153,7 +153,10 @@ def watch(
             mode="interval" if interval is not None else "watermark",
         )
         sink_obj.ensure_collection(provider.dim, distance=distance)
-        led.register_sink(sink_obj.uri, model=provider.model, dim=provider.dim, distance=distance)
+        led.register_sink(
+            sink_obj.uri, model=provider.model, dim=provider.dim, distance=distance,
+            vector_scheme=vector_scheme(provider),
+        )  # fmt: skip
         run.run_id = led.start_run(
             kind="watch",
             model=provider.model,
@@ -350,7 +353,9 @@ class _Later:
 
     def apply(self, sink: Sink, ledger: Ledger, *, model: str, run_id: str) -> None:
         if self.deletes:
-            sink.delete([d.point_id for d in self.deletes])
+            ids = [d.point_id for d in self.deletes]
+            ledger.mark_pending(sink.uri, ids, run_id=run_id)  # see writer.py: invalidate, then delete
+            sink.delete(ids)
         ledger.record_tombstones(sink.uri, self.deletes, model=model, run_id=run_id)
         ledger.advance_versions(sink.uri, self.current)
 
@@ -388,7 +393,7 @@ def _apply_batch(
         elif state is None or state.deleted:
             upserts.append(i)
             run.n_inserted += 1
-        elif state.content_hash == row_hash[i] and state.model == provider.model:
+        elif state.content_hash == row_hash[i] and state.model == provider.model and not state.pending:
             current.append((pid, versions[i]))
             run.n_unchanged += 1
         else:
