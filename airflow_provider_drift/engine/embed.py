@@ -18,13 +18,13 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
-from .identity import vector_scheme
 from .errors import DimensionMismatchError
 from .handles import ledger_for, sink_for
+from .identity import vector_scheme
 from .ledger import Ledger, Upsert
 from .providers import EmbeddingProvider, get_provider
 from .records import EmbedRun
-from .rows import OnInvalid, RowBatch, plan_rows
+from .rows import OnDuplicate, OnInvalid, RowBatch, check_input, plan_rows
 from .sinks.base import (
     PAYLOAD_HASH,
     PAYLOAD_KEY,
@@ -39,6 +39,7 @@ from .sinks.base import (
 )
 from .sources import open_source
 from .vectorize import Vectorized, add_cost, stack, vectorize
+from .verify import verify
 from .writer import BatchWriter, WriteJob
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ def embed(
     delete_missing: bool = False,
     dry_run: bool = False,
     on_invalid: OnInvalid = "error",
+    on_duplicate: OnDuplicate = "error",
+    repair: bool = False,
     provider: EmbeddingProvider | None = None,
     provider_options: dict[str, Any] | None = None,
     sink_options: dict[str, Any] | None = None,
@@ -85,6 +88,14 @@ def embed(
         when ``filter`` selects a subset.
     :param dry_run: plan only — count rows and texts to embed and estimate
         tokens and cost, calling neither provider nor sink writes.
+    :param on_invalid: a row with a null or blank text: ``"error"`` fails the
+        run before anything is written; ``"skip"`` leaves it out.
+    :param on_duplicate: a key that appears more than once anywhere in the
+        input: ``"error"`` fails the run before anything is written;
+        ``"keep_last"`` keeps its last row (the others count as skipped).
+    :param repair: first compare every point of the sink with the ledger
+        (see verify.py) and make the ledger say what the sink holds, so this
+        run rewrites every point that disagrees with the source.
     """
     started = time.monotonic()
     provider = provider or get_provider(model, shadow_mode=shadow_mode, dim=dim, options=provider_options)
@@ -136,9 +147,20 @@ def embed(
         )
         writer = BatchWriter(sink_obj, ledger_obj.path, on_written=lambda n: add_written(run, n))
         try:
+            if repair:
+                with writer.sink_lock:
+                    report = verify(sink_obj, ledger_obj, fix=True)
+                log.info("repair of %s: %s", sink_obj.uri, report.to_dict())
             if delete_missing:
                 ledger_obj.clear_seen()
-            for batch in src.batches():
+            # The whole input is valid, or nothing is written (see rows.py).
+            checked = check_input(
+                src, key_col=key_col, text_col=text_col, on_invalid=on_invalid, on_duplicate=on_duplicate
+            )
+            stack.callback(checked.close)
+            run.n_rows_processed += checked.n_duplicates
+            run.n_skipped += checked.n_duplicates
+            for batch in checked.batches():
                 rows = plan_rows(
                     batch.column("key").to_pylist(),
                     batch.column("text").to_pylist(),

@@ -42,6 +42,7 @@ from .errors import ChangeFeedError, ConfigError, InvalidRowsError
 from .handles import ledger_for, sink_for
 from .identity import content_hashes, point_ids, vector_scheme
 from .ledger import Ledger, Upsert
+from .ledger.leases import DEFAULT_LEASE_WAIT_S
 from .providers import EmbeddingProvider, get_provider
 from .records import WatchRun
 from .rows import OnInvalid
@@ -90,6 +91,7 @@ def watch(
     sink_options: dict[str, Any] | None = None,
     spark: Any = None,
     run_context: dict[str, Any] | None = None,
+    lease_wait_s: float = DEFAULT_LEASE_WAIT_S,
 ) -> WatchRun:
     """Apply the table's committed changes since the watermark to the sink and return what happened.
 
@@ -98,8 +100,11 @@ def watch(
         it is later, or when there is no watermark (then no snapshot embed happens).
     :param until_version: apply versions up to this one (inclusive) at most; default: the latest.
     :param interval: ``(start, end)``: apply only commits whose commit time is in ``[start, end)``.
-    :param full_refresh: embed the current snapshot in full and move the watermark to it.
+    :param full_refresh: embed the current snapshot in full and move the watermark to it; points
+        whose sink payload disagrees with the ledger are rewritten too (a repair, see verify.py).
     :param source: the source's stable name (default: derived from the path, as ``embed`` does).
+    :param lease_wait_s: how long to wait for another watch of the same (source, sink) to finish
+        before failing with a transient ``LeaseBusyError``.
     :param on_invalid: a row whose final text is null/blank, or a change row without a key:
         ``"error"`` fails the run before anything is written; ``"skip"`` leaves such rows out
         (a row whose text became blank loses its vector).
@@ -116,6 +121,8 @@ def watch(
         sink_obj = sink_for(sink, stack, sink_options)
         led = ledger_for(ledger, stack)
         name = _source_name(source_table, source=source, key_col=key_col, text_col=text_col, spark=spark)
+        # One watch per (source, sink) at a time: a second waits, then sees the advanced watermark.
+        stack.enter_context(led.lease(name, sink_obj.uri, wait_s=lease_wait_s))
         watermark = led.get_watermark(name, sink_obj.uri)
         if full_refresh or (watermark is None and since_version is None):
             return _baseline(
@@ -220,6 +227,7 @@ def _baseline(
         ledger=ledger,
         provider=provider,
         delete_missing=True,
+        repair=mode == "full_refresh",  # a full refresh also rewrites points the sink disagrees on
         **options,
     )
     if done.source_version is None:

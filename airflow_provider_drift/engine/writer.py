@@ -83,12 +83,7 @@ class BatchWriter:
         self._sink = sink
         self._ledger_path = ledger_path
         # The sink stage's own connection, for the marks it sets before each sink write.
-        self._marks = Ledger(ledger_path)  # type: ignore[arg-type]
-        try:
-            settle_marks(sink, self._marks)
-        except BaseException:
-            self._marks.close()
-            raise
+        self._marks: Ledger | None = None
         self._on_written = on_written
         self._to_sink: queue.Queue[WriteJob | None] = queue.Queue(maxsize=depth)
         self._to_ledger: queue.Queue[WriteJob | None] = queue.Queue(maxsize=_LEDGER_QUEUE)
@@ -120,7 +115,6 @@ class BatchWriter:
             if thread.is_alive():
                 self._put(q, None, thread, check=False)
                 thread.join()
-        self._marks.close()
         self._raise_if_failed()
 
     def _put(
@@ -152,6 +146,12 @@ class BatchWriter:
 
     def _sink_stage(self) -> None:
         try:
+            try:
+                self._marks = Ledger(self._ledger_path)  # type: ignore[arg-type]
+                with self.sink_lock:
+                    settle_marks(self._sink, self._marks)  # a killed run's marks, before any new write
+            except BaseException as exc:
+                self._fail(exc)
             while True:
                 job = self._to_sink.get()
                 if job is None:
@@ -160,6 +160,7 @@ class BatchWriter:
                     self._forget(job)
                     continue  # drain without writing: order matters, a gap would be worse
                 try:
+                    assert self._marks is not None
                     self._marks.mark_pending(
                         self._sink.uri,
                         job.points.ids,
@@ -176,6 +177,8 @@ class BatchWriter:
                 job.points = _NO_POINTS  # the ledger needs provenance only: free the vectors now
                 self._put(self._to_ledger, job, self._ledger_thread, check=False)
         finally:
+            if self._marks is not None:
+                self._marks.close()
             self._put(self._to_ledger, None, self._ledger_thread, check=False)
 
     def _ledger_stage(self) -> None:

@@ -34,9 +34,7 @@ __all__ = [
 ]
 
 
-class Ledger(
-    RunsPart, VectorsPart, ReportsPart, WatermarksPart, ErasuresPart, MigrationsPart, LeasesPart
-):
+class Ledger(RunsPart, VectorsPart, ReportsPart, WatermarksPart, ErasuresPart, MigrationsPart, LeasesPart):
     """The ledger file, opened (and migrated to the current schema) on construction."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:

@@ -38,7 +38,9 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def holder_gone(host: str | None, pid: int | None, heartbeat_at: str | None, *, now: datetime | None = None) -> bool:
+def holder_gone(
+    host: str | None, pid: int | None, heartbeat_at: str | None, *, now: datetime | None = None
+) -> bool:
     """True when the process that holds a run or lease is certainly not running it any more."""
     if host == HOST and pid is not None and pid != os.getpid() and not pid_alive(pid):
         return True
@@ -89,7 +91,8 @@ class _Heartbeat:
         conns: dict[Path, LedgerConnection] = {}
         while not self._wake.wait(HEARTBEAT_S):
             with self._lock:
-                work = {p: (set(self._runs.get(p, ())), set(self._leases.get(p, ()))) for p in {*self._runs, *self._leases}}
+                paths = {*self._runs, *self._leases}
+                work = {p: (set(self._runs.get(p, ())), set(self._leases.get(p, ()))) for p in paths}
             for path, (runs, leases) in work.items():
                 if not runs and not leases:
                     if path in conns:

@@ -102,7 +102,8 @@ class VectorsPart(LedgerPart):
         rows = self._db.query(  # the prefix term is what vectors_by_text indexes (schema v2)
             "SELECT content_hash, MIN(point_id) AS point_id FROM vectors"
             " WHERE substr(content_hash, 1, 16) IN (SELECT substr(value, 1, 16) FROM json_each(?1))"
-            " AND deleted_at IS NULL AND pending_run IS NULL AND content_hash IN (SELECT value FROM json_each(?1))"
+            " AND deleted_at IS NULL AND pending_run IS NULL"
+            " AND content_hash IN (SELECT value FROM json_each(?1))"
             " AND model=?2 AND sink=?3 GROUP BY content_hash",
             (wanted, model, sink),
         )
@@ -325,6 +326,31 @@ class VectorsPart(LedgerPart):
                     )
                 n += cur.rowcount
         return n
+
+    def adopt(self, sink: str, points: Sequence[tuple[str, str, str, str, str, str]]) -> int:
+        """Record sink points the ledger did not hold as live: (point_id, source, key, hash, model, run_id).
+
+        Used by repair for points a killed run wrote but never recorded: once
+        known, dedup compares them with the source and ``delete_missing``
+        can remove them. A tombstone is brought back to life (the sink holds
+        the point); its source version is kept.
+        """
+        if not points:
+            return 0
+        now = utc_now()
+        with self._db.write() as conn:
+            conn.executemany(
+                "INSERT INTO vectors (sink, point_id, source, source_key, content_hash, hash_scheme, model,"
+                " run_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (point_id, sink) DO UPDATE SET content_hash=excluded.content_hash,"
+                " model=excluded.model, updated_at=excluded.updated_at, deleted_at=NULL,"
+                " deleted_run_id=NULL, deleted_version=NULL, pending_run=NULL WHERE deleted_at IS NOT NULL",
+                [
+                    (sink, pid, src, key, h, HASH_SCHEME, m, run, now, now)
+                    for pid, src, key, h, m, run in points
+                ],
+            )
+        return len(points)
 
     def pending_count(self, sink: str) -> int:
         rows = self._db.query(
