@@ -40,10 +40,11 @@ def main(argv: list[str]) -> None:
     }
     print("START", flush=True)
     if args["kind"] == "embed":
-        embed(args["table"], **common)
+        done: Any = embed(args["table"], **common)
     else:
-        watch(args["table"], **common)
+        done = watch(args["table"], **common)
     sink.close()
+    print("RESULT " + json.dumps(done.to_dict(), default=str), flush=True)
     print("DONE", flush=True)
 
 

@@ -55,11 +55,7 @@ class LedgerHog:
         self.conn.close()
 
 
-def run_and_kill(
-    *, kind: str, table: str, sink: str, ledger: Path, after_upserts: int, batch_size: int = 1024
-) -> int:
-    """Start a child embed/watch while another connection keeps the ledger busy; SIGKILL it once
-    the sink accepted ``after_upserts`` batches. Returns how many it had announced."""
+def child_args(*, kind: str, table: str, sink: str, ledger: Path, batch_size: int = 1024) -> list[str]:
     args = {
         "kind": kind,
         "table": table,
@@ -69,8 +65,16 @@ def run_and_kill(
         "dim": DIM,
         "batch_size": batch_size,
     }
+    return [sys.executable, "-m", "tests.faults.crash_child", json.dumps(args)]
+
+
+def run_and_kill(
+    *, kind: str, table: str, sink: str, ledger: Path, after_upserts: int, batch_size: int = 1024
+) -> int:
+    """Start a child embed/watch while another connection keeps the ledger busy; SIGKILL it once
+    the sink accepted ``after_upserts`` batches. Returns how many it had announced."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.faults.crash_child", json.dumps(args)],
+        child_args(kind=kind, table=table, sink=sink, ledger=ledger, batch_size=batch_size),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -102,6 +106,8 @@ def run_and_kill(
             if line is None or line == "DONE":
                 err = child.stderr.read() if child.stderr else ""
                 raise AssertionError(f"the child ended before it was killed: {err[-2000:]}")
+            if line.startswith("RESULT"):
+                continue
             if line.startswith("UPSERT"):
                 upserts += 1
                 continue
