@@ -52,7 +52,7 @@ from .providers.base import EmbeddingProvider, Embeddings
 from .providers.openai_batch import OpenAIBatchEmbedder
 from .providers.openai_provider import PartialEmbeddings
 from .records import EmbedRun
-from .rows import OnInvalid, RowBatch, plan_rows
+from .rows import OnInvalid, RowBatch, check_input, plan_rows
 from .sinks.base import Distance, Sink
 from .sources import Source, open_source
 from .vectorize import add_cost, stack
@@ -270,7 +270,9 @@ def _submit_texts(
     counted: set[bytes] = set()  # 16-byte hash prefixes already submitted or counted as reusable
     manifest: dict[str, list[str]] = {}
     meta = {"drift_run_id": job.run_id, "drift_source": job.source[-_META_VALUE_MAX:]}
-    for batch in src.batches():
+    # The whole input is valid (unique keys, see rows.py) before a text is paid for.
+    checked = check_input(src, key_col=job.key_col, text_col=job.text_col, on_invalid=job.on_invalid)  # type: ignore[arg-type]
+    for batch in checked.batches():
         rows = _plan(job, batch, sink, ledger)
         job.n_rows += len(rows.ids) + rows.n_skipped
         job.n_rows_todo += len(rows.todo)
@@ -287,6 +289,7 @@ def _submit_texts(
                 _submit_chunk(job, embedder, chunk, manifest, meta)
     if chunk:
         _submit_chunk(job, embedder, chunk, manifest, meta)
+    checked.close()
 
 
 def _submit_chunk(

@@ -21,7 +21,19 @@ from .connection import LedgerConnection
 
 log = logging.getLogger(__name__)
 
-HOST = socket.gethostname()
+
+
+def _host_id() -> str:
+    """The hostname, plus the pid namespace where there is one: containers may share a hostname,
+    and a pid can only be tested for life from inside its own namespace."""
+    name = socket.gethostname()
+    try:
+        return f"{name} {os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return name
+
+
+HOST = _host_id()
 #: seconds between heartbeats of a live run or lease
 HEARTBEAT_S = float(os.environ.get("DRIFT_HEARTBEAT_S", "30"))
 #: a holder whose heartbeat is older than this is gone, whatever its host
