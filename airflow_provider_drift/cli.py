@@ -60,6 +60,7 @@ def cmd_embed(a: argparse.Namespace) -> Any:
         dry_run=a.dry_run,
         delete_missing=a.delete_missing,
         repair=a.repair,
+        on_duplicate=a.on_duplicate,
         progress=show,
         **_source_kwargs(a),
     )
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--repair", action="store_true", help="first reconcile the ledger with the sink point by point"
     )
+    p.add_argument("--on-duplicate", choices=["error", "keep_last"], default="error", help="a repeated key")
     _common(p)
     p.set_defaults(handler=cmd_embed, render=_render_run)
 

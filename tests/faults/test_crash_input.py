@@ -133,3 +133,18 @@ def test_on_invalid_skip_still_skips_blank_texts_in_late_batches(
     done, _, sink = _run(tmp_path, "reader", rows(blank_at=N - 1), request, on_invalid="skip")
     assert (done.n_written, done.n_skipped) == (N - 1, 1)
     assert len(_points(sink)) == N - 1
+
+
+def test_drift_embed_exits_2_on_a_repeated_key_unless_told_to_keep_the_last_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airflow_provider_drift.cli import main as drift
+
+    table, _ = as_source("parquet", rows(dup_at=N - 5), tmp_path)
+    argv = ["embed", "--table", table, "--text-col", "body", "--key-col", "id", "--shadow-mode",
+            "--batch-size", str(BATCH), "--sink", f"qdrant+local://{tmp_path}/q/c"]  # fmt: skip
+    assert drift(argv) == 2
+    assert "not unique" in capsys.readouterr().err
+    assert _points(f"qdrant+local://{tmp_path}/q/c") == {}
+    assert drift([*argv, "--on-duplicate", "keep_last"]) == 0
+    assert len(_points(f"qdrant+local://{tmp_path}/q/c")) == N - 1
