@@ -22,7 +22,6 @@ from .connection import LedgerConnection
 log = logging.getLogger(__name__)
 
 
-
 def _host_id() -> str:
     """The hostname, plus the pid namespace where there is one: containers may share a hostname,
     and a pid can only be tested for life from inside its own namespace."""
