@@ -284,3 +284,32 @@ def test_embed_refuses_shadow_vectors_into_a_collection_of_real_ones(tmp_path: P
     embed(data, source="s", provider=RealModel("openai/text-embedding-3-small", dim=8), **common)  # type: ignore[arg-type]
     with pytest.raises(SchemeMismatchError, match="'provider'; this run makes 'shadow-v"):
         embed(data, source="s", shadow_mode=True, dim=8, **common)  # type: ignore[arg-type]
+
+
+def test_the_heartbeat_thread_keeps_a_running_run_and_a_lease_alive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from airflow_provider_drift.engine.ledger import liveness
+
+    monkeypatch.setattr(liveness, "HEARTBEAT_S", 0.05)
+    beat = liveness._Heartbeat()
+    with Ledger(tmp_path / "l.db") as led:
+        run = led.start_run(kind="watch")
+        with led.lease("src", "s") as holder:
+            first = (led.get_run(run) or {})["heartbeat_at"]
+            lease_first = led._db.query("SELECT heartbeat_at FROM leases")[0][0]
+            beat.add_run(led.path, run)
+            beat.add_lease(led.path, ("src", "s", holder))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                now = (led.get_run(run) or {})["heartbeat_at"]
+                lease_now = led._db.query("SELECT heartbeat_at FROM leases")[0][0]
+                if now > first and lease_now > lease_first:
+                    break
+                time.sleep(0.05)
+            assert now > first and lease_now > lease_first
+            beat.drop_lease(led.path, ("src", "s", holder))
+        beat.drop_run(led.path, run)
+        beat._wake.set()  # stop this instance's thread
