@@ -59,6 +59,8 @@ def cmd_embed(a: argparse.Namespace) -> Any:
         filter=a.filter,
         dry_run=a.dry_run,
         delete_missing=a.delete_missing,
+        repair=a.repair,
+        on_duplicate=a.on_duplicate,
         progress=show,
         **_source_kwargs(a),
     )
@@ -70,7 +72,7 @@ def cmd_embed(a: argparse.Namespace) -> Any:
 def cmd_status(a: argparse.Namespace) -> Any:
     from .engine.status import status
 
-    return status(a.sink, ledger=a.ledger)
+    return status(a.sink, ledger=a.ledger, verify=a.verify)
 
 
 def cmd_cost(a: argparse.Namespace) -> Any:
@@ -158,11 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="plan only: rows, tokens and cost, nothing sent")
     p.add_argument("--delete-missing", action="store_true", help="delete points whose rows left the table")
     p.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
+    p.add_argument(
+        "--repair", action="store_true", help="first reconcile the ledger with the sink point by point"
+    )
+    p.add_argument("--on-duplicate", choices=["error", "keep_last"], default="error", help="a repeated key")
     _common(p)
     p.set_defaults(handler=cmd_embed, render=_render_run)
 
     p = sub.add_parser("status", help="a sink's points, models, runs, cost and ledger agreement")
     p.add_argument("--sink", required=True)
+    p.add_argument("--verify", action="store_true", help="compare every point's payload hash with the ledger")
     _common(p)
     p.set_defaults(handler=cmd_status, render=_render_status)
 
@@ -277,6 +284,16 @@ def _render_status(s: Any) -> str:
         f"  runs              {d['runs']}, cost to date ${d['cost_usd']:.6f}"
         + (f" (+{d['unpriced_runs']} unpriced)" if d["unpriced_runs"] else ""),
     ]
+    v = d.get("verify")
+    if v is not None:
+        lines.append(
+            f"  verified          {v['agreeing']:,} agree, {v['mismatched']:,} other text or model,"
+            f" {v['missing_in_sink']:,} missing in sink, {v['unknown_to_ledger']:,} unknown to ledger"
+            + (f", {v['pending']:,} unsettled" if v["pending"] else "")
+        )
+        for kind, items in v["examples"].items():
+            for e in items:
+                lines.append(f"    {kind}: {e}")
     for src, ver in d.get("watermarks", {}).items():
         lines.append(f"  watermark         {src} @ v{ver}")
     for r in d.get("last_runs", []):

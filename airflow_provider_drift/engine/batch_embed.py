@@ -45,7 +45,7 @@ from .batch_job import BatchEmbedJob, find_open_job, manifest_path, read_manifes
 from .embed import DEFAULT_BATCH_SIZE, check_dimension, count_rows, embed
 from .errors import ConfigError, ProviderError, TerminalProviderError
 from .handles import ledger_for, sink_for
-from .identity import content_hashes
+from .identity import content_hashes, vector_scheme
 from .ledger import Ledger
 from .models import BATCH_DISCOUNT, split_model
 from .point_writes import PointWriter, RowPlan, rows_to_write
@@ -53,7 +53,7 @@ from .providers.base import EmbeddingProvider, Embeddings
 from .providers.openai_batch import OpenAIBatchEmbedder
 from .recorded import RunStart, close_failed, recorded_run
 from .records import EmbedRun
-from .rows import OnInvalid
+from .rows import OnInvalid, check_input
 from .sinks.base import Distance, Sink
 from .sources import Source, open_source
 from .vectorize import add_cost, stack
@@ -211,7 +211,10 @@ def complete_embed(
             src = stack.enter_context(_reopen(job, df, spark))
             served = _fetch_all(embedder, read_manifest(job), run, missing)
             check_dimension(sink_obj, embedder.dim, create=True, distance=job.distance)  # type: ignore[arg-type]
-            ledger_obj.register_sink(sink_obj.uri, model=job.model, dim=embedder.dim, distance=job.distance)
+            ledger_obj.register_sink(
+                sink_obj.uri, model=job.model, dim=embedder.dim, distance=job.distance,
+                vector_scheme=vector_scheme(embedder),
+            )  # fmt: skip
             n_sync, n_rows_missing = _write_rows(
                 job, run, src, _BatchResults(served, like=embedder.provider), embedder.provider,
                 sink_obj, ledger_obj, missing,
@@ -308,7 +311,9 @@ def _submit_texts(
     manifest: dict[str, list[str]] = {}
     meta = {"drift_run_id": job.run_id, "drift_source": job.source[-_META_VALUE_MAX:]}
     plan = _plan(job, sink, ledger)
-    for batch in src.batches():
+    # The whole input is valid (unique keys, see rows.py) before a text is paid for.
+    checked = check_input(src, key_col=job.key_col, text_col=job.text_col, on_invalid=job.on_invalid)  # type: ignore[arg-type]
+    for batch in checked.batches():
         rows = plan.rows(batch)
         job.n_rows += len(rows.ids) + rows.n_skipped
         job.n_rows_todo += len(rows.todo)
@@ -325,6 +330,7 @@ def _submit_texts(
                 _submit_chunk(job, embedder, chunk, manifest, meta)
     if chunk:
         _submit_chunk(job, embedder, chunk, manifest, meta)
+    checked.close()
 
 
 def _submit_chunk(

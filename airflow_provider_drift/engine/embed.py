@@ -18,15 +18,17 @@ from typing import Any
 
 from .errors import DimensionMismatchError
 from .handles import ledger_for, sink_for
+from .identity import vector_scheme
 from .ledger import Ledger
 from .migration_targets import followed, open_migration_targets
 from .point_writes import PointWriter, RowPlan, rows_to_write
 from .providers import EmbeddingProvider, get_provider
 from .recorded import RunStart, recorded_run
 from .records import EmbedRun
-from .rows import OnInvalid, RowBatch
+from .rows import OnDuplicate, OnInvalid, RowBatch, check_input
 from .sinks.base import Distance, Sink
 from .sources import open_source
+from .verify import verify
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ def embed(
     delete_missing: bool = False,
     dry_run: bool = False,
     on_invalid: OnInvalid = "error",
+    on_duplicate: OnDuplicate = "error",
+    repair: bool = False,
     provider: EmbeddingProvider | None = None,
     provider_options: dict[str, Any] | None = None,
     sink_options: dict[str, Any] | None = None,
@@ -72,6 +76,14 @@ def embed(
         when ``filter`` selects a subset.
     :param dry_run: plan only — count rows and texts to embed and estimate
         tokens and cost, calling neither provider nor sink writes.
+    :param on_invalid: a row with a null or blank text: ``"error"`` fails the
+        run before anything is written; ``"skip"`` leaves it out.
+    :param on_duplicate: a key that appears more than once anywhere in the
+        input: ``"error"`` fails the run before anything is written;
+        ``"keep_last"`` keeps its last row (the others count as skipped).
+    :param repair: first compare every point of the sink with the ledger
+        (see verify.py) and make the ledger say what the sink holds, so this
+        run rewrites every point that disagrees with the source.
     """
     started = time.monotonic()
     provider = provider or get_provider(model, shadow_mode=shadow_mode, dim=dim, options=provider_options)
@@ -118,7 +130,10 @@ def embed(
                 sink_obj.uri,
             )
             targets = []
-        ledger_obj.register_sink(sink_obj.uri, model=provider.model, dim=provider.dim, distance=distance)
+        ledger_obj.register_sink(
+            sink_obj.uri, model=provider.model, dim=provider.dim, distance=distance,
+            vector_scheme=vector_scheme(provider),
+        )  # fmt: skip
         start = RunStart(
             kind="embed",
             model=provider.model,
@@ -135,8 +150,6 @@ def embed(
             },
         )
         with recorded_run(ledger_obj, run, start, started=started):
-            if delete_missing:
-                ledger_obj.clear_seen()
             with PointWriter(
                 run,
                 source=src.name,
@@ -146,7 +159,20 @@ def embed(
                 reuse=dedup,
                 store_text=store_text,
             ) as points:
-                for batch in src.batches():
+                if repair:
+                    with points.writer.sink_lock:
+                        report = verify(sink_obj, ledger_obj, fix=True)
+                    log.info("repair of %s: %s", sink_obj.uri, report.to_dict())
+                if delete_missing:
+                    ledger_obj.clear_seen()
+                # The whole input is valid, or nothing is written (see rows.py).
+                checked = check_input(
+                    src, key_col=key_col, text_col=text_col, on_invalid=on_invalid, on_duplicate=on_duplicate
+                )
+                stack.callback(checked.close)
+                run.n_rows_processed += checked.n_duplicates
+                run.n_skipped += checked.n_duplicates
+                for batch in checked.batches():
                     rows = plan.rows(batch)
                     if delete_missing:
                         ledger_obj.mark_seen(rows.ids)
@@ -180,6 +206,7 @@ def embed(
                     store_text=store_text,
                     delete_missing=delete_missing,
                     on_invalid=on_invalid,
+                    on_duplicate=on_duplicate,
                     provider_options=provider_options,
                     run_context=run_context,
                     spark=spark,
@@ -204,6 +231,7 @@ def check_dimension(sink: Sink, dim: int, *, create: bool, distance: Distance) -
 
 def _delete_unseen(run: EmbedRun, source: str, sink: Sink, ledger: Ledger) -> None:
     for ids in ledger.unseen_points(sink.uri, source):
+        ledger.mark_pending(sink.uri, ids, run_id=run.run_id)  # see writer.py: invalidate, then delete
         sink.delete(ids)
         ledger.record_deletes(sink.uri, ids, run_id=run.run_id, source_version=run.source_version)
         run.n_deleted += len(ids)

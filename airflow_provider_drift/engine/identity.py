@@ -4,7 +4,9 @@ A point id is a UUID of (source, key), so an update overwrites the same point
 and a delete removes exactly that row's point; two rows with one text are two
 points. The content hash of the text decides whether a row needs work. Both
 schemes are versioned: changing either would orphan every stored vector, so a
-new scheme gets a new version string and the ledger records which was used.
+new scheme gets a new version string. The ledger records, per sink, the
+point-id scheme and the vector scheme (:func:`vector_scheme`) its points were
+written with, and refuses a run with another (``Ledger.register_sink``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 HASH_SCHEME = "sha256-v1"
 POINT_ID_SCHEME = "uuid5-v1"
@@ -59,3 +62,16 @@ def key_to_str(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def vector_scheme(provider: Any) -> str:
+    """How a provider makes vectors: ``shadow-v<N>`` for shadow mode's recipe N, else ``provider``.
+
+    Shadow vectors and a real model's vectors of the same model name are not
+    comparable, nor are two shadow recipes: a sink holds one scheme only.
+    """
+    if getattr(provider, "is_shadow", False):
+        from .providers.shadow import SHADOW_SCHEME
+
+        return f"shadow-v{SHADOW_SCHEME}"
+    return "provider"

@@ -10,6 +10,7 @@ from typing import Any
 from .handles import ledger_for, sink_for
 from .ledger import Ledger
 from .sinks.base import Sink
+from .verify import verify as verify_points
 
 
 @dataclass
@@ -26,6 +27,8 @@ class SinkStatus:
     cost_usd: float = 0.0
     unpriced_runs: int = 0
     last_runs: list[dict[str, Any]] = field(default_factory=list)
+    #: the point-by-point comparison (``verify=True``): counts and examples of every disagreement
+    verify: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,11 +40,16 @@ def status(
     ledger: Ledger | str | os.PathLike[str] | None = None,
     sink_options: dict[str, Any] | None = None,
     last: int = 5,
+    verify: bool = False,
 ) -> SinkStatus:
     """Count the sink's points and compare with the ledger's live provenance rows.
 
-    ``in_agreement`` is a count check: it catches vectors written outside
-    drift and deletes the ledger never heard of, cheaply, on any size.
+    ``in_agreement`` is a count check by default: it catches vectors written
+    outside drift and deletes the ledger never heard of, cheaply, on any
+    size. ``verify=True`` compares every point's payload hash and model with
+    the ledger (streamed, see verify.py) — a full read of both, which is what
+    it takes to catch a point holding another text's vector — and
+    ``in_agreement`` then also requires zero disagreements.
     """
     with ExitStack() as stack:
         sink_obj = sink_for(sink, stack, sink_options)
@@ -70,17 +78,19 @@ def status(
             }
             for r in led.recent_runs(sink_obj.uri, last)
         ]
+        report = verify_points(sink_obj, led) if verify else None
         return SinkStatus(
             sink=sink_obj.uri,
             exists=dim is not None,
             dim=dim,
             points=points,
             ledger_points=live,
-            in_agreement=points == live,
+            in_agreement=points == live and (report is None or report.in_agreement),
             models=led.models_in_sink(sink_obj.uri),
             watermarks=led.watermarks(sink_obj.uri),
             runs=totals["runs"],
             cost_usd=totals["cost_usd"],
             unpriced_runs=totals["unpriced_runs"],
             last_runs=last_runs,
+            verify=report.to_dict() if report is not None else None,
         )

@@ -39,8 +39,9 @@ from .changes import CHANGE_TYPE, KEY, TEXT, VERSION, ChangeFeed, collapse, open
 from .embed import DEFAULT_BATCH_SIZE, embed
 from .errors import ChangeFeedError, ConfigError, InvalidRowsError
 from .handles import ledger_for, sink_for
-from .identity import content_hashes, point_ids
+from .identity import content_hashes, point_ids, vector_scheme
 from .ledger import Ledger, Upsert
+from .ledger.leases import DEFAULT_LEASE_WAIT_S
 from .migration_targets import followed, open_migration_targets
 from .point_writes import PointRows, PointWriter
 from .providers import EmbeddingProvider, get_provider
@@ -79,6 +80,7 @@ def watch(
     sink_options: dict[str, Any] | None = None,
     spark: Any = None,
     run_context: dict[str, Any] | None = None,
+    lease_wait_s: float = DEFAULT_LEASE_WAIT_S,
 ) -> WatchRun:
     """Apply the table's committed changes since the watermark to the sink and return what happened.
 
@@ -87,8 +89,11 @@ def watch(
         it is later, or when there is no watermark (then no snapshot embed happens).
     :param until_version: apply versions up to this one (inclusive) at most; default: the latest.
     :param interval: ``(start, end)``: apply only commits whose commit time is in ``[start, end)``.
-    :param full_refresh: embed the current snapshot in full and move the watermark to it.
+    :param full_refresh: embed the current snapshot in full and move the watermark to it; points
+        whose sink payload disagrees with the ledger are rewritten too (a repair, see verify.py).
     :param source: the source's stable name (default: derived from the path, as ``embed`` does).
+    :param lease_wait_s: how long to wait for another watch of the same (source, sink) to finish
+        before failing with a transient ``LeaseBusyError``.
     :param on_invalid: a row whose final text is null/blank, or a change row without a key:
         ``"error"`` fails the run before anything is written; ``"skip"`` leaves such rows out
         (a row whose text became blank loses its vector).
@@ -105,6 +110,8 @@ def watch(
         sink_obj = sink_for(sink, stack, sink_options)
         led = ledger_for(ledger, stack)
         name = _source_name(source_table, source=source, key_col=key_col, text_col=text_col, spark=spark)
+        # One watch per (source, sink) at a time: a second waits, then sees the advanced watermark.
+        stack.enter_context(led.lease(name, sink_obj.uri, wait_s=lease_wait_s))
         watermark = led.get_watermark(name, sink_obj.uri)
         if full_refresh or (watermark is None and since_version is None):
             return _baseline(
@@ -142,7 +149,10 @@ def watch(
             mode="interval" if interval is not None else "watermark",
         )
         sink_obj.ensure_collection(provider.dim, distance=distance)
-        led.register_sink(sink_obj.uri, model=provider.model, dim=provider.dim, distance=distance)
+        led.register_sink(
+            sink_obj.uri, model=provider.model, dim=provider.dim, distance=distance,
+            vector_scheme=vector_scheme(provider),
+        )  # fmt: skip
         start = RunStart(
             kind="watch",
             model=provider.model,
@@ -247,6 +257,7 @@ def _baseline(
         ledger=ledger,
         provider=provider,
         delete_missing=True,
+        repair=mode == "full_refresh",  # a full refresh also rewrites points the sink disagrees on
         **options,
     )
     if done.source_version is None:
@@ -372,7 +383,9 @@ class _Later:
 
     def apply(self, sink: Sink, ledger: Ledger, *, model: str, run_id: str) -> None:
         if self.deletes:
-            sink.delete([d.point_id for d in self.deletes])
+            ids = [d.point_id for d in self.deletes]
+            ledger.mark_pending(sink.uri, ids, run_id=run_id)  # see writer.py: invalidate, then delete
+            sink.delete(ids)
         ledger.record_tombstones(sink.uri, self.deletes, model=model, run_id=run_id)
         ledger.advance_versions(sink.uri, self.current)
 
@@ -409,7 +422,7 @@ def _apply_batch(
         elif state is None or state.deleted:
             upserts.append(i)
             run.n_inserted += 1
-        elif state.content_hash == row_hash[i] and state.model == model:
+        elif state.content_hash == row_hash[i] and state.model == model and not state.pending:
             current.append((pid, versions[i]))
             run.n_unchanged += 1
         else:

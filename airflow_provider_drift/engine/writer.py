@@ -12,18 +12,39 @@ shares those pages among more rows. When the ledger falls behind, it takes
 every queued batch (up to ``_MAX_LEDGER_ROWS``) into one transaction, so the
 pipeline tunes itself to the slower stage.
 
-Ordering and safety are those of the sequential loop: a batch is recorded in
-the ledger only after the sink accepted it, in submission order ("sink
-first": a crash between the two leaves points the ledger does not know,
-which a re-run rewrites). On an error in either stage, every batch the sink
-already accepted is still recorded before ``close()`` raises; the batches
-embedded but not accepted (the failed one, up to ``depth`` queued behind it
-and the one being handed over: ``depth + 2``) are not written and their
-texts are paid again by the re-run — the price of overlap. A hard
-kill (SIGKILL, OOM) can lose the ledger records of rows the sink holds —
-the transaction in progress (up to ``_MAX_LEDGER_ROWS``) and the batches
-queued for the ledger (up to ``_LEDGER_QUEUE``): ~130k rows at the default
-batch size. The re-run embeds those again.
+Ordering and safety: a batch is recorded in the ledger only after the sink
+accepted it, in submission order ("sink first": a crash between the two
+leaves points the ledger does not know, which a re-run rewrites). On an
+error in either stage, every batch the sink already accepted is still
+recorded before ``close()`` raises; the batches embedded but not accepted
+(the failed one, up to ``depth`` queued behind it and the one being handed
+over: ``depth + 2``) are not written and their texts are paid again by the
+re-run — the price of overlap. A hard kill (SIGKILL, OOM) can lose the
+ledger records of rows the sink holds — the transaction in progress (up to
+``_MAX_LEDGER_ROWS``) and the batches queued for the ledger (up to
+``_LEDGER_QUEUE``): ~130k rows at the default batch size. The re-run embeds
+those again.
+
+Invalidate before overwrite. "Sink first" alone is not enough for a point
+the ledger already knows: if the sink overwrites text A's vector with text
+B's and the process dies before the ledger row changes, the ledger still
+claims A; when the source returns to A, dedup (and watch's "unchanged"
+test) would trust that claim and B's vector would stay for good. So before
+the sink stage writes a batch, it marks (``vectors.pending_run``, one
+transaction) the points the ledger records as live with *another* text or
+model. A marked row claims nothing: it is stale to every planner, never a
+source of reused vectors, and the ledger stage clears the mark when it
+records the new text. After a kill, the next writer on the sink settles the
+marks of runs that are no longer running against the sink's payload, which
+is stored with the vector in one point and so says which text the vector is
+of (a payload without a hash or model counts as unknown: the point is
+rewritten). Only a read decides whether a batch needs a mark, so a fresh
+embed (new points) and a no-change re-run (nothing written) pay no extra
+write transaction; an update pays one small one per batch, taken before the
+sink write so a ledger locked by another writer holds the sink back instead
+of letting it run ahead. Deletes (watch, ``delete_missing``) mark the same
+way before the sink deletes (:meth:`Ledger.mark_pending` without hashes).
+
 Texts of batches not yet recorded are served from ``pending`` so a text
 repeated in a later batch is paid for once.
 """
@@ -37,8 +58,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .ledger import Ledger, Upsert
-from .sinks.base import PointBatch, Sink
+from .ledger import Ledger, Observed, Upsert
+from .sinks.base import PAYLOAD_HASH, PAYLOAD_MODEL, PointBatch, Sink
 
 _MAX_LEDGER_ROWS = 65_536
 _LEDGER_QUEUE = 16  # batches accepted by the sink, waiting for the ledger
@@ -61,6 +82,8 @@ class BatchWriter:
     def __init__(self, sink: Sink, ledger_path: object, *, on_written: Callable[[int], None], depth: int = 1):
         self._sink = sink
         self._ledger_path = ledger_path
+        # The sink stage's own connection, for the marks it sets before each sink write.
+        self._marks: Ledger | None = None
         self._on_written = on_written
         self._to_sink: queue.Queue[WriteJob | None] = queue.Queue(maxsize=depth)
         self._to_ledger: queue.Queue[WriteJob | None] = queue.Queue(maxsize=_LEDGER_QUEUE)
@@ -123,6 +146,12 @@ class BatchWriter:
 
     def _sink_stage(self) -> None:
         try:
+            try:
+                self._marks = Ledger(self._ledger_path)  # type: ignore[arg-type]
+                with self.sink_lock:
+                    settle_marks(self._sink, self._marks)  # a killed run's marks, before any new write
+            except BaseException as exc:
+                self._fail(exc)
             while True:
                 job = self._to_sink.get()
                 if job is None:
@@ -131,6 +160,14 @@ class BatchWriter:
                     self._forget(job)
                     continue  # drain without writing: order matters, a gap would be worse
                 try:
+                    assert self._marks is not None
+                    self._marks.mark_pending(
+                        self._sink.uri,
+                        job.points.ids,
+                        run_id=job.run_id,
+                        hashes=[u.content_hash for u in job.provenance],
+                        model=job.model,
+                    )
                     with self.sink_lock:
                         self._sink.upsert(job.points)
                 except BaseException as exc:
@@ -140,6 +177,8 @@ class BatchWriter:
                 job.points = _NO_POINTS  # the ledger needs provenance only: free the vectors now
                 self._put(self._to_ledger, job, self._ledger_thread, check=False)
         finally:
+            if self._marks is not None:
+                self._marks.close()
             self._put(self._to_ledger, None, self._ledger_thread, check=False)
 
     def _ledger_stage(self) -> None:
@@ -189,3 +228,24 @@ class BatchWriter:
         with self._lock:
             for h in job.new_vectors:
                 self._pending.pop(h, None)
+
+
+def settle_marks(sink: Sink, ledger: Ledger, *, chunk: int = 1000) -> int:
+    """Resolve the marks of runs that are over against what the sink holds; return rows changed.
+
+    Runs killed without closing their row are first marked abandoned, so
+    their marks are settled too; marks of live runs are left alone.
+    """
+    ledger.mark_abandoned()
+    changed = 0
+    for rows in ledger.unsettled(sink.uri, chunk=chunk):
+        ids = [r["point_id"] for r in rows]
+        stored = sink.fetch(ids) if sink.dimension() is not None else {}
+        observed: dict[str, Observed] = {}
+        for pid in ids:
+            point = stored.get(pid)
+            observed[pid] = (
+                None if point is None else (point.payload.get(PAYLOAD_HASH), point.payload.get(PAYLOAD_MODEL))
+            )
+        changed += ledger.settle(sink.uri, observed)
+    return changed

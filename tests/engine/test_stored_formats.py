@@ -60,7 +60,7 @@ def test_shadow_vector_of_a_known_text(model: str, dim: int, first: list[float])
 
 def test_ledger_schema_version_and_tables(tmp_path: Path) -> None:
     """A new column or table without a new schema version (and its migration) fails here."""
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     with Ledger(tmp_path / "ledger.db") as led:
         tables = {
             str(t["name"]): [str(c["name"]) for c in led._db.query(f"PRAGMA table_info({t['name']})")]
@@ -77,6 +77,7 @@ def test_ledger_schema_version_and_tables(tmp_path: Path) -> None:
             "erasure_id", "source", "source_key", "sink", "point_id", "requested_at", "verified_at",
             "verified", "proof",
         ],
+        "leases": ["source", "sink", "holder", "host", "pid", "acquired_at", "heartbeat_at"],
         "migrations": [
             "migration_id", "strategy", "from_model", "to_model", "sink", "target_sink", "state",
             "created_at", "updated_at", "details",
@@ -85,12 +86,15 @@ def test_ledger_schema_version_and_tables(tmp_path: Path) -> None:
             "run_id", "kind", "status", "model", "sink", "source", "started_at", "finished_at",
             "duration_s", "n_rows", "n_deduped", "n_embedded", "n_written", "n_deleted", "tokens",
             "cost_usd", "cost_known", "error", "dag_id", "task_id", "airflow_run_id", "try_number",
-            "details",
+            "details", "host", "pid", "heartbeat_at",
         ],
-        "sinks": ["sink", "model", "dim", "distance", "created_at", "updated_at"],
+        "sinks": [
+            "sink", "model", "dim", "distance", "created_at", "updated_at", "point_id_scheme", "vector_scheme",
+        ],
         "vectors": [
             "sink", "point_id", "source", "source_key", "content_hash", "hash_scheme", "model", "run_id",
             "source_version", "created_at", "updated_at", "deleted_at", "deleted_run_id", "deleted_version",
+            "pending_run",
         ],
         "watermarks": ["source", "sink", "version", "run_id", "updated_at"],
     }  # fmt: skip

@@ -11,18 +11,22 @@ from pathlib import Path
 
 from .connection import DEFAULT_LEDGER_PATH, LEDGER_PATH_ENV, LedgerConnection, resolve_ledger_path
 from .erasures import ErasuresPart
+from .leases import LeaseBusyError, LeasesPart
 from .migrations import MigrationsPart
 from .reports import ReportsPart
 from .runs import RunsPart, new_run_id
 from .schema import SCHEMA_VERSION, ensure_schema
-from .vectors import Upsert, VectorsPart, VectorState
+from .vectors import Observed, SchemeMismatchError, Upsert, VectorsPart, VectorState
 from .watermarks import WatermarksPart
 
 __all__ = [
     "DEFAULT_LEDGER_PATH",
     "LEDGER_PATH_ENV",
     "SCHEMA_VERSION",
+    "LeaseBusyError",
     "Ledger",
+    "Observed",
+    "SchemeMismatchError",
     "Upsert",
     "VectorState",
     "new_run_id",
@@ -30,7 +34,7 @@ __all__ = [
 ]
 
 
-class Ledger(RunsPart, VectorsPart, ReportsPart, WatermarksPart, ErasuresPart, MigrationsPart):
+class Ledger(RunsPart, VectorsPart, ReportsPart, WatermarksPart, ErasuresPart, MigrationsPart, LeasesPart):
     """The ledger file, opened (and migrated to the current schema) on construction."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from .connection import LedgerConnection
@@ -26,3 +27,4 @@ class LedgerPart:
     """Base of the ledger mixins: they all share one connection."""
 
     _db: LedgerConnection
+    path: Path

@@ -39,7 +39,7 @@ class ErasuresPart(LedgerPart):
                 " SET deleted_at=COALESCE(deleted_at, excluded.deleted_at),"
                 " deleted_run_id=COALESCE(deleted_run_id, excluded.deleted_run_id),"
                 " deleted_version=excluded.deleted_version, source_version=excluded.source_version,"
-                " updated_at=excluded.updated_at"
+                " updated_at=excluded.updated_at, pending_run=NULL"
                 " WHERE source_version IS NULL OR source_version < excluded.source_version",
                 [
                     (

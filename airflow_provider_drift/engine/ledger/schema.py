@@ -137,8 +137,40 @@ DROP INDEX vectors_by_text;
 CREATE INDEX vectors_by_text ON vectors(substr(content_hash, 1, 16)) WHERE deleted_at IS NULL;
 """
 
+# v3: crash consistency.
+# * vectors.pending_run: the run that is about to overwrite or delete this point in the sink. Set
+#   (before the sink write) only on points the ledger records as live with another text or model;
+#   while set, the row's content_hash is not trusted: the point counts as stale, is never a vector
+#   to reuse, and a later run resolves it against the sink's payload (see writer.py).
+# * runs.host/pid/heartbeat_at: who runs it and when it last proved alive, so a killed run can be
+#   marked 'abandoned' instead of staying 'running' forever.
+# * leases: one watch at a time per (source, sink), so two runs never pay for one window twice.
+# * sinks.point_id_scheme/vector_scheme: how a sink's ids and vectors were made; a run with another
+#   scheme is refused. Every ledger before v3 used uuid5-v1 ids.
+_V3 = """
+ALTER TABLE vectors ADD COLUMN pending_run TEXT;
+CREATE INDEX vectors_pending ON vectors(sink, point_id) WHERE pending_run IS NOT NULL;
+ALTER TABLE runs ADD COLUMN host TEXT;
+ALTER TABLE runs ADD COLUMN pid INTEGER;
+ALTER TABLE runs ADD COLUMN heartbeat_at TEXT;
+CREATE INDEX runs_by_status ON runs(status) WHERE status = 'running';
+CREATE TABLE leases (
+    source TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    acquired_at TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL,
+    PRIMARY KEY (source, sink)
+);
+ALTER TABLE sinks ADD COLUMN point_id_scheme TEXT;
+ALTER TABLE sinks ADD COLUMN vector_scheme TEXT;
+UPDATE sinks SET point_id_scheme = 'uuid5-v1'
+"""
+
 #: (version, script) in order; append new steps, never edit old ones.
-MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _V1), (2, _V2), (3, _V3)]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

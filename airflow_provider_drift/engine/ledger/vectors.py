@@ -2,6 +2,12 @@
 
 Lookups take a whole batch of ids in one statement (``json_each`` of one
 parameter) so a million-row re-run costs a thousand queries, not a million.
+
+A row with ``pending_run`` set is one the ledger no longer vouches for: a
+run was about to overwrite or delete the point in the sink when it set the
+mark (see ``writer.py``). Such a point is stale to every planner, never a
+vector to reuse, and is settled against the sink's payload once its run is
+over (:meth:`VectorsPart.settle`).
 """
 
 from __future__ import annotations
@@ -11,8 +17,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..identity import HASH_SCHEME
+from ..errors import ConfigError
+from ..identity import HASH_SCHEME, POINT_ID_SCHEME
 from .base import LedgerPart, utc_now
+
+#: what a sink holds for a point, as its payload says: (content hash, model), or None if absent
+Observed = tuple[str | None, str | None] | None
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,8 @@ class VectorState:
     model: str
     source_version: int | None
     deleted: bool
+    #: a run set out to overwrite or delete the point and may have: content_hash is not to be trusted
+    pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,13 +54,17 @@ class VectorsPart(LedgerPart):
         if not point_ids:
             return {}
         rows = self._db.query(
-            "SELECT point_id, content_hash, model, source_version, deleted_at FROM vectors"
+            "SELECT point_id, content_hash, model, source_version, deleted_at, pending_run FROM vectors"
             " WHERE sink=? AND point_id IN (SELECT value FROM json_each(?))",
             (sink, json.dumps(list(point_ids))),
         )
         return {
             r["point_id"]: VectorState(
-                r["content_hash"], r["model"], r["source_version"], r["deleted_at"] is not None
+                r["content_hash"],
+                r["model"],
+                r["source_version"],
+                r["deleted_at"] is not None,
+                r["pending_run"] is not None,
             )
             for r in rows
         }
@@ -68,7 +84,8 @@ class VectorsPart(LedgerPart):
         rows = self._db.query(
             "SELECT CAST(j.key AS INTEGER) FROM json_each(?) AS j LEFT JOIN vectors AS v"
             " ON v.point_id = j.value ->> 0 AND v.sink = ? AND v.content_hash = j.value ->> 1"
-            " AND v.model = ? AND v.deleted_at IS NULL WHERE v.rowid IS NULL ORDER BY j.key",
+            " AND v.model = ? AND v.deleted_at IS NULL AND v.pending_run IS NULL WHERE v.rowid IS NULL"
+            " ORDER BY j.key",
             (json.dumps(list(zip(point_ids, hashes, strict=True))), sink, model),
         )
         return [r[0] for r in rows]
@@ -85,7 +102,8 @@ class VectorsPart(LedgerPart):
         rows = self._db.query(  # the prefix term is what vectors_by_text indexes (schema v2)
             "SELECT content_hash, MIN(point_id) AS point_id FROM vectors"
             " WHERE substr(content_hash, 1, 16) IN (SELECT substr(value, 1, 16) FROM json_each(?1))"
-            " AND deleted_at IS NULL AND content_hash IN (SELECT value FROM json_each(?1))"
+            " AND deleted_at IS NULL AND pending_run IS NULL"
+            " AND content_hash IN (SELECT value FROM json_each(?1))"
             " AND model=?2 AND sink=?3 GROUP BY content_hash",
             (wanted, model, sink),
         )
@@ -105,7 +123,7 @@ class VectorsPart(LedgerPart):
                 " ON CONFLICT (point_id, sink) DO UPDATE SET content_hash=excluded.content_hash,"
                 " hash_scheme=excluded.hash_scheme, model=excluded.model, run_id=excluded.run_id,"
                 " source_version=excluded.source_version, updated_at=excluded.updated_at,"
-                " deleted_at=NULL, deleted_run_id=NULL, deleted_version=NULL",
+                " deleted_at=NULL, deleted_run_id=NULL, deleted_version=NULL, pending_run=NULL",
                 [
                     (
                         sink,
@@ -134,18 +152,48 @@ class VectorsPart(LedgerPart):
         with self._db.write() as conn:
             conn.executemany(
                 "UPDATE vectors SET deleted_at=?, deleted_run_id=?, deleted_version=?, source_version="
-                " COALESCE(?, source_version) WHERE sink=? AND point_id=? AND deleted_at IS NULL",
+                " COALESCE(?, source_version), pending_run=NULL WHERE sink=? AND point_id=?"
+                " AND deleted_at IS NULL",
                 [(now, run_id, source_version, source_version, sink, pid) for pid in point_ids],
             )
 
-    def register_sink(self, sink: str, *, model: str, dim: int, distance: str) -> None:
+    def register_sink(
+        self, sink: str, *, model: str, dim: int, distance: str, vector_scheme: str | None = None
+    ) -> None:
+        """Record the sink and how its points are made; refuse a run whose schemes differ.
+
+        Point ids of another scheme would address other points (every text
+        embedded twice, deletes missing their points); vectors of another
+        scheme (shadow vs. a real provider, or another shadow recipe) would
+        sit beside vectors they cannot be compared with. A scheme not yet
+        recorded (a sink from an older ledger) is filled in.
+        """
         now = utc_now()
         with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT point_id_scheme, vector_scheme FROM sinks WHERE sink=?", (sink,)
+            ).fetchone()
+            if row is not None:
+                for what, recorded, wanted in (
+                    ("point-id", row["point_id_scheme"], POINT_ID_SCHEME),
+                    ("vector", row["vector_scheme"], vector_scheme),
+                ):
+                    if recorded is not None and wanted is not None and recorded != wanted:
+                        raise SchemeMismatchError(
+                            f"{sink} holds points of {what} scheme {recorded!r}; this run makes {wanted!r}",
+                            hint="write to another collection (or migrate this one); mixing schemes "
+                            "leaves vectors that cannot be compared or ids that miss their points"
+                            + (" — shadow_mode must match how the collection was built" if what == "vector"
+                               else ""),
+                        )  # fmt: skip
             conn.execute(
-                "INSERT INTO sinks (sink, model, dim, distance, created_at, updated_at) VALUES (?,?,?,?,?,?)"
+                "INSERT INTO sinks (sink, model, dim, distance, created_at, updated_at, point_id_scheme,"
+                " vector_scheme) VALUES (?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (sink) DO UPDATE SET model=excluded.model, dim=excluded.dim,"
-                " distance=excluded.distance, updated_at=excluded.updated_at",
-                (sink, model, dim, distance, now, now),
+                " distance=excluded.distance, updated_at=excluded.updated_at,"
+                " point_id_scheme=COALESCE(point_id_scheme, excluded.point_id_scheme),"
+                " vector_scheme=COALESCE(vector_scheme, excluded.vector_scheme)",
+                (sink, model, dim, distance, now, now, POINT_ID_SCHEME, vector_scheme),
             )
 
     def known_sinks(self) -> list[dict[str, Any]]:
@@ -176,8 +224,8 @@ class VectorsPart(LedgerPart):
         while True:
             params: tuple[Any, ...] = (sink, after) + ((source,) if source else ()) + (chunk,)
             rows = self._db.query(
-                "SELECT point_id, source, source_key, content_hash, model, source_version FROM vectors"
-                " WHERE sink=? AND deleted_at IS NULL AND point_id > ?"
+                "SELECT point_id, source, source_key, content_hash, model, source_version, pending_run"
+                " FROM vectors WHERE sink=? AND deleted_at IS NULL AND point_id > ?"
                 + (" AND source=?" if source else "")
                 + " ORDER BY point_id LIMIT ?",
                 params,
@@ -186,6 +234,129 @@ class VectorsPart(LedgerPart):
                 return
             yield [dict(r) for r in rows]
             after = rows[-1]["point_id"]
+
+    # --- marks set before a sink write, settled after (crash consistency, see writer.py) ---------
+
+    def mark_pending(
+        self,
+        sink: str,
+        point_ids: Sequence[str],
+        *,
+        run_id: str,
+        hashes: Sequence[str] | None = None,
+        model: str | None = None,
+    ) -> int:
+        """Before the sink overwrites (``hashes``/``model`` given) or deletes (not given) these points,
+        mark those the ledger records as live with another text or model; return how many.
+
+        A read decides first, so a batch of new points (the common case of a
+        fresh embed) costs one indexed query and no write transaction.
+        """
+        if not point_ids:
+            return 0
+        if hashes is None:
+            found = self._db.query(
+                "SELECT v.point_id FROM json_each(?) AS j JOIN vectors AS v ON v.point_id = j.value"
+                " AND v.sink = ? WHERE v.deleted_at IS NULL AND v.pending_run IS NOT ?",
+                (json.dumps(list(point_ids)), sink, run_id),
+            )
+        else:
+            found = self._db.query(
+                "SELECT v.point_id FROM json_each(?1) AS j JOIN vectors AS v ON v.point_id = j.value ->> 0"
+                " AND v.sink = ?2 WHERE v.deleted_at IS NULL AND v.pending_run IS NOT ?3"
+                " AND (v.content_hash != j.value ->> 1 OR v.model != ?4 OR v.pending_run IS NOT NULL)",
+                (json.dumps(list(zip(point_ids, hashes, strict=True))), sink, run_id, model),
+            )
+        if not found:
+            return 0
+        with self._db.write() as conn:
+            conn.executemany(
+                "UPDATE vectors SET pending_run=? WHERE sink=? AND point_id=? AND deleted_at IS NULL",
+                [(run_id, sink, r[0]) for r in found],
+            )
+        return len(found)
+
+    def unsettled(self, sink: str, *, chunk: int = 1000) -> Iterator[list[dict[str, Any]]]:
+        """Marked points whose run is over (finished, failed or abandoned), in chunks by point id."""
+        after = ""
+        while True:
+            rows = self._db.query(
+                "SELECT v.point_id, v.pending_run, v.content_hash, v.model FROM vectors AS v"
+                " WHERE v.sink=? AND v.pending_run IS NOT NULL AND v.point_id > ? AND NOT EXISTS"
+                " (SELECT 1 FROM runs AS r WHERE r.run_id = v.pending_run AND r.status = 'running')"
+                " ORDER BY v.point_id LIMIT ?",
+                (sink, after, chunk),
+            )
+            if not rows:
+                return
+            yield [dict(r) for r in rows]
+            after = rows[-1]["point_id"]
+
+    def settle(self, sink: str, observed: dict[str, Observed], *, run_id: str | None = None) -> int:
+        """Make the ledger say what the sink holds for these points (its payload's hash and model).
+
+        A point the sink does not hold becomes deleted; the others take the
+        payload's hash and model and lose any mark. Rows marked by a run that
+        is still running are left alone: its write may land after our read.
+        Returns the number of rows changed.
+        """
+        if not observed:
+            return 0
+        now = utc_now()
+        idle = (
+            " AND (pending_run IS NULL OR NOT EXISTS (SELECT 1 FROM runs AS r"
+            " WHERE r.run_id = vectors.pending_run AND r.status = 'running'))"
+        )
+        n = 0
+        with self._db.write() as conn:
+            for pid, seen in observed.items():
+                if seen is None:
+                    cur = conn.execute(
+                        "UPDATE vectors SET deleted_at=?, deleted_run_id=COALESCE(pending_run, ?),"
+                        " pending_run=NULL, updated_at=? WHERE sink=? AND point_id=? AND deleted_at IS NULL"
+                        + idle,
+                        (now, run_id, now, sink, pid),
+                    )
+                else:
+                    cur = conn.execute(
+                        "UPDATE vectors SET content_hash=?, model=?, pending_run=NULL, updated_at=?"
+                        " WHERE sink=? AND point_id=? AND deleted_at IS NULL"
+                        " AND (content_hash IS NOT ? OR model IS NOT ? OR pending_run IS NOT NULL)" + idle,
+                        (seen[0] or "", seen[1] or "", now, sink, pid, seen[0] or "", seen[1] or ""),
+                    )
+                n += cur.rowcount
+        return n
+
+    def adopt(self, sink: str, points: Sequence[tuple[str, str, str, str, str, str]]) -> int:
+        """Record sink points the ledger did not hold as live: (point_id, source, key, hash, model, run_id).
+
+        Used by repair for points a killed run wrote but never recorded: once
+        known, dedup compares them with the source and ``delete_missing``
+        can remove them. A tombstone is brought back to life (the sink holds
+        the point); its source version is kept.
+        """
+        if not points:
+            return 0
+        now = utc_now()
+        with self._db.write() as conn:
+            conn.executemany(
+                "INSERT INTO vectors (sink, point_id, source, source_key, content_hash, hash_scheme, model,"
+                " run_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (point_id, sink) DO UPDATE SET content_hash=excluded.content_hash,"
+                " model=excluded.model, updated_at=excluded.updated_at, deleted_at=NULL,"
+                " deleted_run_id=NULL, deleted_version=NULL, pending_run=NULL WHERE deleted_at IS NOT NULL",
+                [
+                    (sink, pid, src, key, h, HASH_SCHEME, m, run, now, now)
+                    for pid, src, key, h, m, run in points
+                ],
+            )
+        return len(points)
+
+    def pending_count(self, sink: str) -> int:
+        rows = self._db.query(
+            "SELECT COUNT(*) AS n FROM vectors WHERE sink=? AND pending_run IS NOT NULL", (sink,)
+        )
+        return int(rows[0]["n"])
 
     def points_for_key(self, source: str, key: str) -> list[dict[str, Any]]:
         """Every sink's provenance row for one source key, live or deleted."""
@@ -227,3 +398,7 @@ class VectorsPart(LedgerPart):
     def clear_seen(self) -> None:
         with self._db._lock:
             self._db._conn.execute("DROP TABLE IF EXISTS temp.seen_points")
+
+
+class SchemeMismatchError(ConfigError):
+    """A run would write points of another id or vector scheme than the sink holds."""
