@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ConfigError, SinkError
-from . import bool_option, check_ids, check_query_vector, number_option
+from . import bool_option, check_dimension, check_ids, check_query_vector, number_option
 from .base import Distance, Hit, PointBatch, Sink, StoredPoint
 from .pg_rows import SIGNATURE, TRAILER, check_batch, encode_rows, last_wins, to_payload, to_point
 from .pg_uri import describe_conninfo, identity, parse_pg_uri
@@ -251,9 +251,7 @@ class PgVectorSink(Sink):
 
     def ensure_collection(self, dim: int, *, distance: Distance = "cosine") -> None:
         distance = cat.distance_name(distance)
-        if not isinstance(dim, int | np.integer) or not 0 < int(dim) <= cat.MAX_DIM:
-            raise ConfigError(f"invalid vector dimension {dim!r}", hint=f"pgvector stores 1 to {cat.MAX_DIM}")
-        dim = int(dim)
+        dim = check_dimension(dim, maximum=cat.MAX_DIM, store="a pgvector column")
         with self._db.errors("create the table"):
             ext = self._db.ensure_extension(create=self._options["create_extension"])
             conn = self._db.connection()

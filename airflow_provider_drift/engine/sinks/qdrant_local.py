@@ -37,6 +37,8 @@ import numpy as np
 
 from ..errors import ConfigError, DimensionMismatchError, DriftError, SinkError, SinkUnavailableError
 from . import (
+    QDRANT_MAX_DIM,
+    check_dimension,
     check_ids,
     check_query_vector,
     number_option,
@@ -333,6 +335,7 @@ class QdrantLocalSink(Sink):
     def ensure_collection(self, dim: int, *, distance: Distance = "cosine") -> None:
         if distance not in _EDGE_DISTANCE:
             raise ConfigError(f"unknown distance {distance!r}", hint=f"use one of {sorted(_EDGE_DISTANCE)}")
+        dim = check_dimension(dim, maximum=QDRANT_MAX_DIM, store="an embedded Qdrant collection")
         entry = self._open(create_root=True)
         assert entry is not None
         with entry.mutex:
