@@ -78,6 +78,10 @@ class LedgerError(TerminalError):
     """The ledger is unreadable, from a newer schema, or inconsistent."""
 
 
+class StorageFullError(TransientError):
+    """A local disk drift writes to (the ledger, an embedded collection) has no room: free space, retry."""
+
+
 class AdapterQualityError(TerminalError):
     """A fitted adapter scored below the quality gate."""
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 
 @dataclass
@@ -46,3 +49,49 @@ def write_parquet(path: Path, n: int = 10) -> Path:
     """A small Parquet table of ``id`` (int) and ``text`` rows."""
     pq.write_table(pa.table({"id": list(range(n)), "text": [f"text number {i}" for i in range(n)]}), path)
     return path
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, *, size: str = "20m") -> Iterator[Path]:
+    """Mount a tmpfs of ``size`` at ``where`` for the block: a disk that really fills up.
+
+    Needs root (CI runs as root). Where mounting is not permitted the test is
+    skipped, except under CI=true, where it fails: the fault must be exercised there.
+    """
+    where.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        reason = f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)
+
+
+def remount_read_only(where: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True, capture_output=True)
+
+
+def fill_disk(where: Path, *, leave: int = 0) -> Path:
+    """Write a filler file until the filesystem under ``where`` has at most ``leave`` bytes free."""
+    filler = where / "filler.bin"
+    chunk = b"\0" * (1 << 16)
+    with open(filler, "wb") as out:
+        while shutil.disk_usage(where).free > leave + len(chunk):
+            try:
+                out.write(chunk)
+                out.flush()
+            except OSError:
+                break
+    with contextlib.suppress(OSError), open(filler, "ab") as out:
+        while shutil.disk_usage(where).free > leave:
+            out.write(b"\0" * 512)
+            out.flush()
+    return filler
