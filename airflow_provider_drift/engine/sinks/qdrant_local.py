@@ -16,6 +16,16 @@ it and keeps it until :meth:`close`; another process waits up to
 ``lock_timeout`` seconds, then gets a :class:`SinkUnavailableError`. Handles
 in one process share the open shard (a refcounted registry), so opening the
 same collection twice in a process never deadlocks.
+
+Disk space is checked before the engine touches the disk, because it cannot
+fail politely: its WAL and storage are memory-mapped files, and a write into
+a mapped page the filesystem cannot back kills the process with SIGBUS (no
+message, no cleanup) — when loading a shard, too. So a batch is written only
+if the disk holds about three times its size (WAL, vectors, payloads) plus a
+reserve, and a shard is loaded only if there is room to replay its WAL
+(loading rewrites the logged points into the segments); otherwise a
+:class:`StorageFullError` (transient: free space and retry) is raised and
+nothing is written.
 """
 
 from __future__ import annotations
@@ -35,7 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DimensionMismatchError, DriftError, SinkError, SinkUnavailableError
+from ..errors import (
+    ConfigError,
+    DimensionMismatchError,
+    DriftError,
+    SinkError,
+    SinkUnavailableError,
+    StorageFullError,
+)
 from . import (
     QDRANT_MAX_DIM,
     check_dimension,
@@ -53,6 +70,12 @@ _EDGE_DISTANCE = {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid"}
 _DRIFT_DISTANCE = {v: k for k, v in _EDGE_DISTANCE.items()}
 _OPTIONS = {"batch_size", "lock_timeout"}
 _IO_CHUNK = 4096
+#: free bytes kept beyond a write's own: WAL segment headers and metadata an edge shard writes on open
+_DISK_RESERVE = 4 << 20
+#: a point lands on disk about this many times: WAL entry, vector storage, payload storage
+_WRITE_COPIES = 3
+#: per point, beyond its vector and payload: id tracker, versions, WAL framing
+_POINT_OVERHEAD = 128
 
 
 def split_shared_payload(
@@ -312,6 +335,10 @@ class QdrantLocalSink(Sink):
                 import qdrant_edge  # first use, or re-created after a drop
 
                 entry.config = _read_config(entry.directory)
+                # loading replays the write-ahead log into the segments: room for that, too
+                self._check_free(
+                    _wal_bytes(entry.directory) * _WRITE_COPIES, f"load the collection ({action})"
+                )
                 entry.shard = qdrant_edge.EdgeShard.load(str(entry.directory))
             yield entry.shard
 
@@ -358,6 +385,23 @@ class QdrantLocalSink(Sink):
                 hint="use another collection, or the distance it was created with",
             )
 
+    def _check_free(self, needed: int, action: str) -> None:
+        """Raise StorageFullError unless the disk under the root has ``needed`` bytes plus the reserve."""
+        try:
+            free = shutil.disk_usage(self.root).free
+        except OSError:
+            return  # no root yet: creating it will say what is wrong
+        want = needed + _DISK_RESERVE
+        if free < want:
+            raise StorageFullError(
+                f"not enough free disk space to {action} in the embedded Qdrant collection {self.uri}: "
+                f"{free / 2**20:.1f} MiB free, about {want / 2**20:.1f} MiB needed",
+                hint=f"free space on the disk of {self.root} (or move the collection to a larger one) and "
+                "retry; nothing was written",
+                free_bytes=free,
+                needed_bytes=want,
+            )
+
     def _create(self, entry: _OpenShard, dim: int, distance: str) -> None:
         """Create the shard in a scratch directory and rename it in, so a crash leaves no half shard."""
         import qdrant_edge as qe
@@ -367,6 +411,8 @@ class QdrantLocalSink(Sink):
                 f"{entry.directory} exists but holds no Qdrant shard",
                 hint="remove or rename that directory, or choose another collection name",
             )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._check_free(0, "create the collection")
         scratch = self.root / f".tmp-{entry.directory.name}-{uuid.uuid4().hex[:8]}"
         config = qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=dim, distance=getattr(qe.Distance, _EDGE_DISTANCE[distance]))
@@ -446,6 +492,7 @@ class QdrantLocalSink(Sink):
                 )
             assert self._entry is not None and self._entry.config is not None
             vectors = validate_batch(batch, dim=self._entry.config[0], uri=self.uri)
+            self._check_free(_batch_bytes(vectors, batch.payloads), f"write {len(batch):,} points")
             import qdrant_edge as qe
 
             point, op = qe.Point, qe.UpdateOperation
@@ -472,6 +519,7 @@ class QdrantLocalSink(Sink):
                 return
             import qdrant_edge as qe
 
+            self._check_free(len(wanted) * _POINT_OVERHEAD * _WRITE_COPIES, f"delete {len(wanted):,} points")
             for start in range(0, len(wanted), _IO_CHUNK):
                 chunk: list[Any] = wanted[start : start + _IO_CHUNK]
                 shard.update(qe.UpdateOperation.delete_points(chunk))
@@ -535,6 +583,22 @@ class QdrantLocalSink(Sink):
         release, self._release, self._entry = self._release, None, None
         if release is not None:
             release()
+
+
+def _wal_bytes(directory: Path) -> int:
+    """Bytes the shard's write-ahead log really occupies (its segment files are sparse)."""
+    try:
+        return sum(f.stat().st_blocks * 512 for f in (directory / "wal").iterdir() if f.is_file())
+    except OSError:
+        return 0
+
+
+def _batch_bytes(vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> int:
+    """About how many bytes writing these points adds to the disk (a generous estimate)."""
+    sample = payloads[: min(len(payloads), 64)]
+    per_payload = (sum(len(json.dumps(p, default=str)) for p in sample) / len(sample)) if sample else 0
+    per_point = vectors.shape[1] * vectors.itemsize + per_payload + _POINT_OVERHEAD
+    return int(len(vectors) * per_point * _WRITE_COPIES)
 
 
 def _stored(rec: Any, with_vectors: bool) -> StoredPoint:
