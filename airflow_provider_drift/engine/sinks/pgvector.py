@@ -259,18 +259,23 @@ class PgVectorSink(Sink):
             if rel is None:
                 ident = self._ident()
                 with conn.transaction():
-                    if self._schema_arg:
-                        conn.execute(
-                            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
-                        )
-                    conn.execute(cat.create_table_sql(ident, ext=ext, dim=dim))
-                    conn.execute(cat.comment_sql(ident, distance))
+                    cat.lock_ddl(conn, self.schema)  # another writer may be creating it right now
+                    if self._relation(conn) is None:
+                        if self._schema_arg:
+                            conn.execute(
+                                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+                            )
+                        conn.execute(cat.create_table_sql(ident, ext=ext, dim=dim))
+                        conn.execute(cat.comment_sql(ident, distance))
                 rel = self._relation(conn)
                 assert rel is not None
             base = self._base(conn, rel)
             shape = cat.check_table(conn, base, dim=dim, uri=self.uri)
-            for column in shape.missing_optional:
-                conn.execute(cat.add_column_sql(base.ident, column))
+            if shape.missing_optional:
+                with conn.transaction():
+                    cat.lock_ddl(conn, base.schema)
+                    for column in shape.missing_optional:
+                        conn.execute(cat.add_column_sql(base.ident, column))
             existing = cat.recorded_distance(conn, base)
             if existing is not None and existing != distance:
                 raise SinkError(
@@ -556,6 +561,12 @@ class PgVectorSink(Sink):
                 )
                 return
             with conn.transaction():
+                # Two writers finishing a load into one new table both get here; the second waits for
+                # the first's build, then finds the index instead of colliding with it in pg_class.
+                cat.lock_ddl(conn, base.schema)
+                if cat.vector_indexes(conn, base):
+                    self._indexed = True
+                    return
                 if self._options["build_memory"]:
                     memory = str(self._options["build_memory"])
                     conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (memory,))
