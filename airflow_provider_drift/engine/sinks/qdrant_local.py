@@ -17,15 +17,9 @@ it and keeps it until :meth:`close`; another process waits up to
 in one process share the open shard (a refcounted registry), so opening the
 same collection twice in a process never deadlocks.
 
-Disk space is checked before the engine touches the disk, because it cannot
-fail politely: its WAL and storage are memory-mapped files, and a write into
-a mapped page the filesystem cannot back kills the process with SIGBUS (no
-message, no cleanup) — when loading a shard, too. So a batch is written only
-if the disk holds about three times its size (WAL, vectors, payloads) plus a
-reserve, and a shard is loaded only if there is room to replay its WAL
-(loading rewrites the logged points into the segments); otherwise a
-:class:`StorageFullError` (transient: free space and retry) is raised and
-nothing is written.
+Disk space is checked before the engine touches the disk (see
+:mod:`.local_disk`: its mapped files turn a full disk into SIGBUS); without
+room a :class:`StorageFullError` (transient) is raised and nothing is written.
 """
 
 from __future__ import annotations
@@ -51,7 +45,6 @@ from ..errors import (
     DriftError,
     SinkError,
     SinkUnavailableError,
-    StorageFullError,
 )
 from . import (
     QDRANT_MAX_DIM,
@@ -64,18 +57,13 @@ from . import (
     validate_collection_name,
 )
 from .base import Distance, Hit, PointBatch, Sink, StoredPoint
+from .local_disk import POINT_OVERHEAD, WRITE_COPIES, batch_bytes, check_free_space, wal_bytes
 
 _CONFIG_FILE = "edge_config.json"
 _EDGE_DISTANCE = {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid"}
 _DRIFT_DISTANCE = {v: k for k, v in _EDGE_DISTANCE.items()}
 _OPTIONS = {"batch_size", "lock_timeout"}
 _IO_CHUNK = 4096
-#: free bytes kept beyond a write's own: WAL segment headers and metadata an edge shard writes on open
-_DISK_RESERVE = 4 << 20
-#: a point lands on disk about this many times: WAL entry, vector storage, payload storage
-_WRITE_COPIES = 3
-#: per point, beyond its vector and payload: id tracker, versions, WAL framing
-_POINT_OVERHEAD = 128
 
 
 def split_shared_payload(
@@ -336,9 +324,7 @@ class QdrantLocalSink(Sink):
 
                 entry.config = _read_config(entry.directory)
                 # loading replays the write-ahead log into the segments: room for that, too
-                self._check_free(
-                    _wal_bytes(entry.directory) * _WRITE_COPIES, f"load the collection ({action})"
-                )
+                self._check_free(wal_bytes(entry.directory) * WRITE_COPIES, f"load the collection ({action})")
                 entry.shard = qdrant_edge.EdgeShard.load(str(entry.directory))
             yield entry.shard
 
@@ -386,21 +372,7 @@ class QdrantLocalSink(Sink):
             )
 
     def _check_free(self, needed: int, action: str) -> None:
-        """Raise StorageFullError unless the disk under the root has ``needed`` bytes plus the reserve."""
-        try:
-            free = shutil.disk_usage(self.root).free
-        except OSError:
-            return  # no root yet: creating it will say what is wrong
-        want = needed + _DISK_RESERVE
-        if free < want:
-            raise StorageFullError(
-                f"not enough free disk space to {action} in the embedded Qdrant collection {self.uri}: "
-                f"{free / 2**20:.1f} MiB free, about {want / 2**20:.1f} MiB needed",
-                hint=f"free space on the disk of {self.root} (or move the collection to a larger one) and "
-                "retry; nothing was written",
-                free_bytes=free,
-                needed_bytes=want,
-            )
+        check_free_space(self.root, needed, action=f"{action} in the embedded Qdrant collection {self.uri}")
 
     def _create(self, entry: _OpenShard, dim: int, distance: str) -> None:
         """Create the shard in a scratch directory and rename it in, so a crash leaves no half shard."""
@@ -492,7 +464,7 @@ class QdrantLocalSink(Sink):
                 )
             assert self._entry is not None and self._entry.config is not None
             vectors = validate_batch(batch, dim=self._entry.config[0], uri=self.uri)
-            self._check_free(_batch_bytes(vectors, batch.payloads), f"write {len(batch):,} points")
+            self._check_free(batch_bytes(vectors, batch.payloads), f"write {len(batch):,} points")
             import qdrant_edge as qe
 
             point, op = qe.Point, qe.UpdateOperation
@@ -519,7 +491,7 @@ class QdrantLocalSink(Sink):
                 return
             import qdrant_edge as qe
 
-            self._check_free(len(wanted) * _POINT_OVERHEAD * _WRITE_COPIES, f"delete {len(wanted):,} points")
+            self._check_free(len(wanted) * POINT_OVERHEAD * WRITE_COPIES, f"delete {len(wanted):,} points")
             for start in range(0, len(wanted), _IO_CHUNK):
                 chunk: list[Any] = wanted[start : start + _IO_CHUNK]
                 shard.update(qe.UpdateOperation.delete_points(chunk))
@@ -583,22 +555,6 @@ class QdrantLocalSink(Sink):
         release, self._release, self._entry = self._release, None, None
         if release is not None:
             release()
-
-
-def _wal_bytes(directory: Path) -> int:
-    """Bytes the shard's write-ahead log really occupies (its segment files are sparse)."""
-    try:
-        return sum(f.stat().st_blocks * 512 for f in (directory / "wal").iterdir() if f.is_file())
-    except OSError:
-        return 0
-
-
-def _batch_bytes(vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> int:
-    """About how many bytes writing these points adds to the disk (a generous estimate)."""
-    sample = payloads[: min(len(payloads), 64)]
-    per_payload = (sum(len(json.dumps(p, default=str)) for p in sample) / len(sample)) if sample else 0
-    per_point = vectors.shape[1] * vectors.itemsize + per_payload + _POINT_OVERHEAD
-    return int(len(vectors) * per_point * _WRITE_COPIES)
 
 
 def _stored(rec: Any, with_vectors: bool) -> StoredPoint:
