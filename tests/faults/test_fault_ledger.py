@@ -183,3 +183,15 @@ def test_a_new_ledger_on_a_full_disk_is_transient_and_leaves_nothing(tmp_path: P
         with pytest.raises(StorageFullError):
             Ledger(disk / "ledger.db")
         assert sorted(p.name for p in disk.iterdir()) == ["filler.bin"]
+
+
+def test_a_reader_that_asks_for_read_only_never_writes(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    table = write_parquet(tmp_path / "t.parquet", n=20)
+    embed_some(table, f"qdrant+local://{tmp_path}/q/c", path)
+    before = path.read_bytes()
+    with Ledger(path, read_only=True) as led:
+        assert [r["n_written"] for r in led.recent_runs(None, 5)] == [20]
+        with pytest.raises(LedgerError, match="open read-only"):
+            led.set_watermark("delta:///x", "s", 1)
+    assert path.read_bytes() == before

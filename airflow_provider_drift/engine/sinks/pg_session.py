@@ -77,7 +77,11 @@ class PgSession:
                     f"PostgreSQL at {self.uri} refused the connection: {text}",
                     hint="check the user, password and database of the connection",
                 ) from exc
-            raise
+            raise SinkUnavailableError(
+                f"cannot reach PostgreSQL at {self.uri}: {text}",
+                hint="check that the server is running and reachable from here (host, port, network); "
+                "nothing was written, so retrying once it is up is safe",
+            ) from exc
         conn.execute("SET temp_buffers = '128MB'")  # before any temp table: staging stays in memory
         self._conn = conn
         self.vector_schema()
