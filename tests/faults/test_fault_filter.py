@@ -94,6 +94,7 @@ GOOD = {
     "text LIKE 'it''s%' AND id BETWEEN 10 AND 30": {10, 15, 20, 25, 30},
     "\"team name\" = 'red' AND id IN (1, 2, 3, 4)": {1, 3},
     "id NOT IN (0, 1) AND id < 4 AND text IS NOT NULL": {2, 3},
+    "id IN (1.5, 2, 3.0)": {2, 3},
 }
 
 

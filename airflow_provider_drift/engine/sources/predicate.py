@@ -261,7 +261,7 @@ class _Parser:
             try:
                 values.append(_coerce(item, left.type))
             except _KeepLiteral:
-                raise self._fail(f"{item.value!r} never equals a {left.type} value", -1) from None
+                pass  # 1.5 in a list for an int column equals no row: leave it out, as SQL would
             except _FilterSyntaxError as exc:
                 raise self._fail(str(exc), -1) from None
             if self._peek() == ("op", ","):
