@@ -8,6 +8,7 @@ code: 2 for terminal errors (fix the input), 3 for transient ones (retry).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from collections.abc import Sequence
@@ -388,6 +389,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # a full disk the engine did not check for itself: still transient, still one line
+        print(
+            f"drift: error: no space left on the disk of {exc.filename or 'a file drift writes'}",
+            file=sys.stderr,
+        )
+        print("  hint: free space on that disk and retry", file=sys.stderr)
+        return 3
     if args.json:
         print(
             json.dumps(

@@ -115,6 +115,10 @@ class LedgerBusyError(LedgerError, TransientError):
     """Another process held the ledger's write lock past the wait budget; a retry may get it."""
 
 
+class StorageFullError(TransientError):
+    """A local disk drift writes to (the ledger, an embedded collection) has no room: free space, retry."""
+
+
 class AdapterQualityError(TerminalError):
     """A fitted adapter scored below the quality gate."""
 

@@ -89,7 +89,8 @@ def test_ledger_schema_version_and_tables(tmp_path: Path) -> None:
             "details", "host", "pid", "heartbeat_at",
         ],
         "sinks": [
-            "sink", "model", "dim", "distance", "created_at", "updated_at", "point_id_scheme", "vector_scheme",
+            "sink", "model", "dim", "distance", "created_at", "updated_at", "point_id_scheme",
+            "vector_scheme",
         ],
         "vectors": [
             "sink", "point_id", "source", "source_key", "content_hash", "hash_scheme", "model", "run_id",

@@ -18,7 +18,12 @@ import pyarrow as pa
 import pytest
 
 from airflow_provider_drift.engine.embed import embed
-from airflow_provider_drift.engine.errors import LedgerBusyError, LedgerError, TerminalError, TransientError
+from airflow_provider_drift.engine.errors import (
+    LedgerBusyError,
+    LedgerError,
+    StorageFullError,
+    TransientError,
+)
 from airflow_provider_drift.engine.identity import content_hashes, point_ids
 from airflow_provider_drift.engine.ledger import Ledger, connection
 from airflow_provider_drift.engine.point_writes import PointRows, build_write_job
@@ -117,11 +122,11 @@ def test_ledger_disk_full_is_a_clear_error_and_the_sink_is_written_first(
     try:
         writer = BatchWriter(sink, path, on_written=lambda n: None)
         writer.submit(write_job(run_id))  # type: ignore[arg-type]
-        with pytest.raises(LedgerError, match="full") as err:
+        with pytest.raises(StorageFullError, match="full") as err:
             writer.close()
     finally:
         held.close()
-    assert isinstance(err.value, TerminalError) and "free space" in (err.value.hint or "")
+    assert isinstance(err.value, TransientError) and "free space" in (err.value.hint or "")  # exit 3
     assert sink.count() == 40  # sink first: the points are there, unrecorded
 
     filler.unlink()

@@ -37,11 +37,12 @@ __all__ = [
 class Ledger(RunsPart, VectorsPart, ReportsPart, WatermarksPart, ErasuresPart, MigrationsPart, LeasesPart):
     """The ledger file, opened (and migrated to the current schema) on construction."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool | None = None) -> None:
+        """Open (creating or upgrading) the ledger; ``read_only`` as in :class:`LedgerConnection`."""
         self.path: Path = resolve_ledger_path(path)
-        self._db = LedgerConnection(self.path)
-        with self._db.write() as conn:
-            ensure_schema(conn, self.path)
+        self._db = LedgerConnection(
+            self.path, schema_version=SCHEMA_VERSION, ensure_schema=ensure_schema, read_only=read_only
+        )
 
     def close(self) -> None:
         self._db.close()

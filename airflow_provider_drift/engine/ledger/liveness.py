@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .connection import LedgerConnection
+from .schema import SCHEMA_VERSION, ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,10 @@ class _Heartbeat:
                         conns.pop(path).close()
                     continue
                 try:
-                    conn = conns.get(path) or conns.setdefault(path, LedgerConnection(path))
+                    conn = conns.get(path) or conns.setdefault(
+                        path,
+                        LedgerConnection(path, schema_version=SCHEMA_VERSION, ensure_schema=ensure_schema),
+                    )
                     now = datetime.now(UTC).isoformat(timespec="microseconds")
                     with conn.write() as c:
                         c.executemany(

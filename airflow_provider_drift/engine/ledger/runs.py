@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import uuid
 from typing import Any
 
-from ..errors import LedgerError
+from ..errors import LedgerError, StorageFullError
 from .base import LedgerPart, from_json, to_json, utc_now
 from .liveness import HEARTBEAT, HOST, holder_gone
 
@@ -139,10 +138,11 @@ class RunsPart(LedgerPart):
 
     def recent_runs(self, sink: str | None = None, limit: int = 5) -> list[dict[str, Any]]:
         """The latest runs, newest first; all sinks when ``sink`` is None (killed runs marked abandoned)."""
-        try:
-            self.mark_abandoned()
-        except (LedgerError, sqlite3.OperationalError) as exc:  # e.g. a read-only ledger: still list
-            log.warning("could not mark abandoned runs in %s: %s", self.path, exc)
+        if not self._db.read_only:  # a read-only ledger still lists, with killed runs as "running"
+            try:
+                self.mark_abandoned()
+            except (LedgerError, StorageFullError) as exc:
+                log.warning("could not mark abandoned runs in %s: %s", self.path, exc)
         if sink is None:
             rows = self._db.query("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,))
         else:

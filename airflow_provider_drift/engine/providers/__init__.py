@@ -27,7 +27,9 @@ def get_provider(
     if shadow_mode or provider == "shadow":
         from .shadow import ShadowProvider
 
-        return ShadowProvider(model, dim=dim)
+        # the input limits of the model it stands in for: shadow must refuse what the real one refuses
+        limits = {k: options[k] for k in ("on_too_long", "max_input_tokens", "tokenizer") if k in options}
+        return ShadowProvider(model, dim=dim, **limits)
     if provider == "openai":
         from .openai_provider import OpenAIProvider
 

@@ -37,12 +37,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ConfigError, DriftError, InvalidRowsError, ProviderError, UnknownModelError
+from ..errors import ConfigError, DriftError, ProviderError, UnknownModelError
 from ..models import cost_usd, model_info, resolve_dim, resolve_price, split_model
 from .base import EmbeddingProvider, Embeddings
+from .input_limits import InputLimits
 from .openai_client import build_client, classify, to_engine_error, vectors_from_data
 from .retry import RetryPolicy, run_with_retries
-from .tokens import TokenizerName, get_counter
+from .tokens import TokenizerName
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,6 @@ class OpenAIProvider(EmbeddingProvider):
         provider, self.api_model = split_model(model)
         if provider != "openai":
             raise ConfigError(f"OpenAIProvider serves openai/<model>, not {model!r}")
-        if on_too_long not in ("truncate", "error"):
-            raise ConfigError(f"on_too_long must be 'truncate' or 'error', got {on_too_long!r}")
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency}")
         info = model_info(model)
@@ -157,8 +156,11 @@ class OpenAIProvider(EmbeddingProvider):
         if info is not None and not info.flexible_dim and dim is not None and dim != info.dim:
             raise ConfigError(f"{model} always returns {info.dim}-d vectors, not {dim}", hint="drop dim=")
         self._dimensions = self.dim if send_dimensions else None
+        self.limits = InputLimits.for_model(
+            model, on_too_long=on_too_long, max_input_tokens=max_input_tokens, tokenizer=tokenizer
+        )
         self.on_too_long = on_too_long
-        self.max_input_tokens = max_input_tokens or (info.max_input_tokens if info else None)
+        self.max_input_tokens = self.limits.max_input_tokens
         self.max_inputs_per_request = max_inputs_per_request or (
             info.max_inputs_per_request if info else 2048
         )
@@ -171,7 +173,7 @@ class OpenAIProvider(EmbeddingProvider):
         #: vectors stay under ~128 MiB (a failed call returns what it got on ``error.partial``)
         wave = max_concurrency * self.max_inputs_per_request
         self.preferred_chunk = max(wave, min(2 * wave, (128 << 20) // (4 * self.dim)))
-        self.counter = get_counter(tokenizer, model_tokenizer=info.tokenizer if info else None)
+        self.counter = self.limits.counter
         self.price = resolve_price(model, override=price, price_table=price_table, price_file=price_file)
         self.encoding_format = encoding_format
         self.policy = RetryPolicy(max_retries, max_total_wait_s, backoff_base_s, backoff_cap_s)
@@ -200,62 +202,21 @@ class OpenAIProvider(EmbeddingProvider):
 
     def estimate_tokens(self, texts: Sequence[str]) -> int:
         """Tokens the texts will be billed: exact with the offline tokenizer, else ~4 bytes a token."""
-        limit = self.max_input_tokens if self.on_too_long == "truncate" else None
-        total = 0
-        for text in texts:
-            n = self.counter.estimate(text)
-            total += min(n, limit) if limit else n
-        return total
+        return sum(self.limits.billed(self.counter.estimate(text)) for text in texts)
 
     def find_invalid(self, texts: Sequence[str]) -> dict[int, str]:
         """Positions of texts this provider cannot send as they are, with the reason."""
         return self._check(texts)[2]
 
     def _check(self, texts: Sequence[str]) -> tuple[list[int], set[int], dict[int, str]]:
-        """A token upper bound per text, which of them are exact counts, and the problems found.
-
-        Counting tokens is the costly part of planning, so a text is counted
-        only when its UTF-8 length (a strict upper bound) cannot rule out the
-        per-input limit; :meth:`plan_requests` refines bounds when a request
-        nears its token budget.
-        """
-        bounds: list[int] = []
-        counted: set[int] = set()
-        problems: dict[int, str] = {}
-        limit = self.max_input_tokens
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text:
-                bounds.append(0)
-                empty = isinstance(text, str)
-                problems[i] = (
-                    "empty text (the API rejects it)" if empty else f"not a string: {type(text).__name__}"
-                )
-                continue
-            n = len(text.encode("utf-8"))
-            if limit and n > limit:
-                n = self.counter.count(text)
-                counted.add(i)
-                if n > limit and self.on_too_long == "error":
-                    bound = "" if self.counter.exact else " at most"
-                    problems[i] = f"{n}{bound} tokens > max_input_tokens={limit}"
-            bounds.append(n)
-        return bounds, counted, problems
+        return self.limits.check(texts)
 
     def plan_requests(self, texts: Sequence[str]) -> list[_Request]:
         """Check, truncate and pack ``texts`` into API-sized requests, in order."""
         return list(self._pack(texts, *self._validate(texts)))
 
     def _validate(self, texts: Sequence[str]) -> tuple[list[int], set[int]]:
-        bounds, counted, problems = self._check(texts)
-        if problems:
-            shown = "; ".join(f"#{i}: {why}" for i, why in list(problems.items())[:5])
-            raise InvalidRowsError(
-                f"{len(problems)} of {len(texts)} texts cannot be sent to {self.model}: {shown}",
-                hint="drop empty texts before embedding; for long texts pass on_too_long='truncate' "
-                "or split them into chunks",
-                positions=sorted(problems),
-            )
-        return bounds, counted
+        return self.limits.validate(texts)
 
     def _pack(self, texts: Sequence[str], bounds: list[int], counted: set[int]) -> Iterator[_Request]:
         """Requests in order, each yielded as soon as it is full so it can be sent while packing goes on."""
@@ -267,9 +228,8 @@ class OpenAIProvider(EmbeddingProvider):
         for i, text in enumerate(texts):
             n = bounds[i]
             exact = i in counted or not self.counter.exact
-            if self.max_input_tokens and n > self.max_input_tokens:  # counted exactly; "truncate" only
-                text = self.counter.truncate(text, self.max_input_tokens)
-                n = self.counter.count(text)
+            text, n, cut = self.limits.fit(text, n)  # n was counted exactly if over; "truncate" only
+            if cut:
                 self.stats.add(truncated=1)
             if batch and tokens + n > budget and self.counter.exact:
                 # the byte bounds say "maybe over budget": count exactly before splitting

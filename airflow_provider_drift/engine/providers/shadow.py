@@ -52,12 +52,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import ProviderError
+from ..errors import ConfigError, ProviderError
 from ..models import resolve_dim
 from .base import EmbeddingProvider, Embeddings
+from .input_limits import InputLimits, OnTooLong
+from .tokens import TokenizerName
 
 #: version of the vector recipe; bump when vectors for a (model, text) change
 SHADOW_SCHEME = 2
+#: the widest shadow vector: as wide as any sink holds (Qdrant's 65,536)
+MAX_SHADOW_DIM = 65536
+#: model prefixes whose real provider refuses over-long inputs (local models truncate silently)
+_API_PROVIDERS = {"openai"}
 
 _MEANING = 128  # meaning-space size; a power of two (7 bits per coordinate below)
 _CODE = 8  # signed coordinates per word / text code: one 64-bit hash gives 8 x (7 bits + sign)
@@ -325,19 +331,52 @@ def shadow_vectors(model: str, texts: Sequence[str], dim: int) -> np.ndarray:
 
 
 class ShadowProvider(EmbeddingProvider):
-    """Deterministic vectors from (model, text); no network, zero cost."""
+    """Deterministic vectors from (model, text); no network, zero cost.
+
+    Shadowing a model the engine knows from an API (``openai/...``), it
+    applies that model's input limits (:class:`InputLimits`): a text the real
+    API would refuse fails here too, and ``on_too_long="truncate"`` embeds the
+    prefix the real provider would send. A shadow-only name has no limit.
+    """
 
     is_shadow = True
 
-    def __init__(self, model: str, *, dim: int | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        dim: int | None = None,
+        on_too_long: OnTooLong = "error",
+        max_input_tokens: int | None = None,
+        tokenizer: TokenizerName = "auto",
+    ) -> None:
         self.model = model
-        self.dim = resolve_dim(model.partition("@")[0], dim)
+        shadowed = model.partition("@")[0]
+        self.dim = resolve_dim(shadowed, dim)
+        if not 0 < self.dim <= MAX_SHADOW_DIM:
+            raise ConfigError(
+                f"invalid vector dimension {self.dim} for shadow model {model}",
+                hint=f"use 1 to {MAX_SHADOW_DIM:,} dimensions",
+            )
+        self.limits: InputLimits | None = None
+        if shadowed.partition("/")[0] in _API_PROVIDERS or max_input_tokens is not None:
+            self.limits = InputLimits.for_model(
+                shadowed, on_too_long=on_too_long, max_input_tokens=max_input_tokens, tokenizer=tokenizer
+            )
+        self.truncated = 0  # texts cut to the shadowed model's limit, as the real provider would
 
     def embed(self, texts: Sequence[str]) -> Embeddings:
+        if self.limits is not None:
+            # pipelines drop blank texts before a provider sees them; the length limit is the point here
+            texts, cut = self.limits.fit_all(texts, allow_empty=True)
+            self.truncated += cut
         vectors = shadow_vectors(self.model, texts, self.dim)
         return Embeddings(vectors=vectors, tokens=self.estimate_tokens(texts), cost_usd=0.0)
 
     def estimate_tokens(self, texts: Sequence[str]) -> int:
         """The base estimate (a token per 4 UTF-8 bytes, at least 1 per text), vectorised."""
         lengths = np.fromiter(map(len, map(str.encode, texts)), dtype=np.int64, count=len(texts))
-        return int(np.maximum(1, (lengths + 3) // 4).sum())
+        per_text = np.maximum(1, (lengths + 3) // 4)
+        if self.limits is not None and self.limits.on_too_long == "truncate" and self.limits.max_input_tokens:
+            per_text = np.minimum(per_text, self.limits.max_input_tokens)
+        return int(per_text.sum())

@@ -44,6 +44,9 @@ __all__ = [
     "validate_collection_name",
 ]
 
+#: the widest vector a Qdrant collection (server or embedded engine) accepts
+QDRANT_MAX_DIM = 65536
+
 #: where ``qdrant+local://COLLECTION`` (no path) and :func:`default_sink_uri` keep collections
 DEFAULT_LOCAL_ROOT = "~/.drift/qdrant"
 
@@ -110,6 +113,20 @@ def validate_collection_name(name: str, *, what: str = "collection") -> str:
             hint="use 1-255 letters, digits, '_', '-' or '.', not starting with '.' or '-'",
         )
     return name
+
+
+def check_dimension(dim: Any, *, maximum: int, store: str) -> int:
+    """Return ``dim`` as an int if ``store`` can hold vectors that wide; raise ConfigError otherwise.
+
+    Sinks call this before creating anything, so a typo such as ``--dim 100000000`` leaves no
+    empty collection behind and never reaches the embedding provider.
+    """
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or not 0 < int(dim) <= maximum:
+        raise ConfigError(
+            f"invalid vector dimension {dim!r} for {store}",
+            hint=f"{store} holds vectors of 1 to {maximum:,} dimensions; check --dim / the model's size",
+        )
+    return int(dim)
 
 
 def bool_option(value: Any, *, name: str) -> bool:
@@ -224,16 +241,25 @@ def parse_qdrant_uri(uri: str) -> QdrantServerSpec:
 def parse_local_uri(uri: str) -> tuple[Path, str, dict[str, str]]:
     """Split ``qdrant+local://PATH/COLLECTION`` into (absolute root, collection, query options)."""
     base, params = split_query(uri)
-    rest = unquote(base.split("://", 1)[1]).rstrip("/")
+    # Split on the literal '/' first and decode each component alone: a percent-encoded separator
+    # (a%2F..%2Fx) is part of one name, never a path step, so it cannot lead outside the root.
+    rest = base.split("://", 1)[1].rstrip("/")
     if not rest:
         raise ConfigError(f"no collection in sink URI {uri!r}", hint="write qdrant+local://PATH/COLLECTION")
-    root_text, _, name = rest.rpartition("/")
-    if not root_text and rest.startswith("/"):
+    root_raw, _, name_raw = rest.rpartition("/")
+    if not root_raw and rest.startswith("/"):
         raise ConfigError(
             f"no collection in sink URI {uri!r}", hint="write qdrant+local:///ABS/PATH/COLLECTION"
         )
+    steps = [unquote(step) for step in root_raw.split("/")]
+    if any("/" in step or "\\" in step for step in steps):
+        raise ConfigError(
+            f"sink URI {uri!r} has a percent-encoded path separator in its root folder",
+            hint="write the root folder with plain '/' separators: qdrant+local:///ABS/PATH/COLLECTION",
+        )
+    root_text = "/".join(steps)
     root = Path(root_text).expanduser().resolve() if root_text else default_local_root()
-    return root, validate_collection_name(name), params
+    return root, validate_collection_name(unquote(name_raw)), params
 
 
 def validate_batch(batch: PointBatch, *, dim: int, uri: str) -> np.ndarray:
@@ -323,6 +349,11 @@ def env_api_key() -> str | None:
 
 
 def _redact(uri: str) -> str:
-    parts = urlsplit(uri.partition("?")[0])
-    host = parts.hostname or ""
-    return f"{parts.scheme}://***@{host}{':' + str(parts.port) if parts.port else ''}{parts.path}"
+    """``uri`` without its user info or query string (which may hold secrets); never raises."""
+    base = uri.partition("?")[0]
+    scheme, sep, rest = base.partition("://")
+    if not sep:
+        return "***"
+    netloc, slash, path = rest.partition("/")
+    hostport = netloc.rpartition("@")[2]
+    return f"{scheme}://***@{hostport}{slash}{path}"

@@ -262,6 +262,18 @@ def create_table_sql(ident: sql.Identifier, *, ext: str, dim: int) -> sql.Compos
     ).format(t=ident, vec=sql.Identifier(ext, "vector"), dim=sql.SQL(str(int(dim))), text_cols=text_cols)
 
 
+def lock_ddl(conn: Any, schema: str) -> None:
+    """Serialise drift's create-if-absent DDL in ``schema`` until the transaction ends.
+
+    ``IF NOT EXISTS`` is no guard between two sessions: both see nothing, both
+    create, and the loser fails on a catalog unique index (pg_namespace,
+    pg_type, pg_class) with a raw error. Callers take this lock first, then
+    look again, then create.
+    """
+    digest = hashlib.sha1(f"airflow-provider-drift ddl {schema}".encode()).digest()
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (int.from_bytes(digest[:8], "big", signed=True),))
+
+
 def comment_sql(ident: sql.Identifier, distance: Distance) -> sql.Composed:
     return sql.SQL("COMMENT ON TABLE {} IS {}").format(ident, sql.Literal(_COMMENT_PREFIX + distance))
 

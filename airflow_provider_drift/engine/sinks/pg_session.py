@@ -10,6 +10,7 @@ missing databases are terminal :class:`SinkError`\\ s: retrying cannot help.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -17,11 +18,18 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ..errors import DriftError, SinkError, SinkUnavailableError
+from ..errors import ConfigError, DriftError, SinkError, SinkUnavailableError
 from .pg_rows import PAYLOAD_COLUMNS
 
 STAGE = "drift_stage"
 _TERMINAL_CONNECT = ("28000", "28P01", "3D000", "42501")
+#: libpq's words for a connection option it cannot use at all (port 99999, sslmode=bogus): no
+#: server was asked, so this is an input error, unlike a refused or timed-out connection
+_BAD_OPTION = re.compile(
+    r"invalid (port number|integer value|connection option|\w+ value)|unrecognized|bad value for|"
+    r"invalid URI|missing \"=\"",
+    re.IGNORECASE,
+)
 _DEFAULTS = {"application_name": "airflow-provider-drift"}
 
 
@@ -54,8 +62,12 @@ class PgSession:
         conninfo = make_conninfo(self.conninfo, **{k: v for k, v in defaults.items() if k not in given})
         try:
             conn = psycopg.connect(conninfo, autocommit=True)
+        except psycopg.ProgrammingError as exc:  # psycopg's own check of an option (connect_timeout=abc)
+            raise self._bad_option(exc) from exc
         except psycopg.OperationalError as exc:
             text = short(exc)
+            if _BAD_OPTION.search(text):
+                raise self._bad_option(exc) from exc
             if (
                 exc.sqlstate in _TERMINAL_CONNECT
                 or "authentication failed" in text
@@ -65,11 +77,22 @@ class PgSession:
                     f"PostgreSQL at {self.uri} refused the connection: {text}",
                     hint="check the user, password and database of the connection",
                 ) from exc
-            raise
+            raise SinkUnavailableError(
+                f"cannot reach PostgreSQL at {self.uri}: {text}",
+                hint="check that the server is running and reachable from here (host, port, network); "
+                "nothing was written, so retrying once it is up is safe",
+            ) from exc
         conn.execute("SET temp_buffers = '128MB'")  # before any temp table: staging stays in memory
         self._conn = conn
         self.vector_schema()
         return conn
+
+    def _bad_option(self, exc: psycopg.Error) -> ConfigError:
+        return ConfigError(
+            f"cannot connect to PostgreSQL at {self.uri}: {short(exc)}",
+            hint="fix the connection's parameters (port 1-65535, sslmode disable/allow/prefer/require/"
+            "verify-ca/verify-full, ...); retrying cannot help",
+        )
 
     def forget(self) -> None:
         """Drop the current connection (after a loss); the next call opens a new one."""

@@ -98,6 +98,7 @@ def parse_pg_uri(uri: str) -> PgTarget:
         "dbname": params.pop("dbname", None) or dbname,
         **params,
     }
+    _check_ports(libpq["port"], uri)
     try:
         conninfo = make_conninfo("", **{k: v for k, v in libpq.items() if v not in (None, "")})
     except Exception as exc:  # psycopg.ProgrammingError: an option libpq does not know
@@ -142,6 +143,17 @@ def _split_hostport(hostport: str, uri: str) -> tuple[str | None, str | None]:
     if port and not port.isdigit():
         raise ConfigError(f"bad port {port!r} in sink URI {_redact(uri)}", hint=f"write {FORMS}")
     return (unquote(host) or None), (port or None)
+
+
+def _check_ports(port: Any, uri: str) -> None:
+    """Refuse a port libpq would refuse (it may list one per host: ``5432,5433``) before connecting."""
+    if port in (None, ""):
+        return
+    for one in str(port).split(","):
+        if one and not (one.isdigit() and 0 < int(one) <= 65535):
+            raise ConfigError(
+                f"bad port {one!r} in sink URI {_redact(uri)}", hint="use a port from 1 to 65535"
+            )
 
 
 def _q(name: str) -> str:

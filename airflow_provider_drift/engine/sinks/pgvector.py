@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ConfigError, SinkError
-from . import bool_option, check_ids, check_query_vector, number_option
+from . import bool_option, check_dimension, check_ids, check_query_vector, number_option
 from .base import Distance, Hit, PointBatch, Sink, StoredPoint
 from .pg_rows import SIGNATURE, TRAILER, check_batch, encode_rows, last_wins, to_payload, to_point
 from .pg_uri import describe_conninfo, identity, parse_pg_uri
@@ -251,9 +251,7 @@ class PgVectorSink(Sink):
 
     def ensure_collection(self, dim: int, *, distance: Distance = "cosine") -> None:
         distance = cat.distance_name(distance)
-        if not isinstance(dim, int | np.integer) or not 0 < int(dim) <= cat.MAX_DIM:
-            raise ConfigError(f"invalid vector dimension {dim!r}", hint=f"pgvector stores 1 to {cat.MAX_DIM}")
-        dim = int(dim)
+        dim = check_dimension(dim, maximum=cat.MAX_DIM, store="a pgvector column")
         with self._db.errors("create the table"):
             ext = self._db.ensure_extension(create=self._options["create_extension"])
             conn = self._db.connection()
@@ -261,18 +259,23 @@ class PgVectorSink(Sink):
             if rel is None:
                 ident = self._ident()
                 with conn.transaction():
-                    if self._schema_arg:
-                        conn.execute(
-                            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
-                        )
-                    conn.execute(cat.create_table_sql(ident, ext=ext, dim=dim))
-                    conn.execute(cat.comment_sql(ident, distance))
+                    cat.lock_ddl(conn, self.schema)  # another writer may be creating it right now
+                    if self._relation(conn) is None:
+                        if self._schema_arg:
+                            conn.execute(
+                                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+                            )
+                        conn.execute(cat.create_table_sql(ident, ext=ext, dim=dim))
+                        conn.execute(cat.comment_sql(ident, distance))
                 rel = self._relation(conn)
                 assert rel is not None
             base = self._base(conn, rel)
             shape = cat.check_table(conn, base, dim=dim, uri=self.uri)
-            for column in shape.missing_optional:
-                conn.execute(cat.add_column_sql(base.ident, column))
+            if shape.missing_optional:
+                with conn.transaction():
+                    cat.lock_ddl(conn, base.schema)
+                    for column in shape.missing_optional:
+                        conn.execute(cat.add_column_sql(base.ident, column))
             existing = cat.recorded_distance(conn, base)
             if existing is not None and existing != distance:
                 raise SinkError(
@@ -558,6 +561,12 @@ class PgVectorSink(Sink):
                 )
                 return
             with conn.transaction():
+                # Two writers finishing a load into one new table both get here; the second waits for
+                # the first's build, then finds the index instead of colliding with it in pg_class.
+                cat.lock_ddl(conn, base.schema)
+                if cat.vector_indexes(conn, base):
+                    self._indexed = True
+                    return
                 if self._options["build_memory"]:
                     memory = str(self._options["build_memory"])
                     conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (memory,))

@@ -16,6 +16,10 @@ it and keeps it until :meth:`close`; another process waits up to
 ``lock_timeout`` seconds, then gets a :class:`SinkUnavailableError`. Handles
 in one process share the open shard (a refcounted registry), so opening the
 same collection twice in a process never deadlocks.
+
+Disk space is checked before the engine touches the disk (see
+:mod:`.local_disk`: its mapped files turn a full disk into SIGBUS); without
+room a :class:`StorageFullError` (transient) is raised and nothing is written.
 """
 
 from __future__ import annotations
@@ -35,8 +39,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DimensionMismatchError, DriftError, SinkError, SinkUnavailableError
+from ..errors import (
+    ConfigError,
+    DimensionMismatchError,
+    DriftError,
+    SinkError,
+    SinkUnavailableError,
+)
 from . import (
+    QDRANT_MAX_DIM,
+    check_dimension,
     check_ids,
     check_query_vector,
     number_option,
@@ -45,6 +57,7 @@ from . import (
     validate_collection_name,
 )
 from .base import Distance, Hit, PointBatch, Sink, StoredPoint
+from .local_disk import POINT_OVERHEAD, WRITE_COPIES, batch_bytes, check_free_space, wal_bytes
 
 _CONFIG_FILE = "edge_config.json"
 _EDGE_DISTANCE = {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid"}
@@ -310,6 +323,8 @@ class QdrantLocalSink(Sink):
                 import qdrant_edge  # first use, or re-created after a drop
 
                 entry.config = _read_config(entry.directory)
+                # loading replays the write-ahead log into the segments: room for that, too
+                self._check_free(wal_bytes(entry.directory) * WRITE_COPIES, f"load the collection ({action})")
                 entry.shard = qdrant_edge.EdgeShard.load(str(entry.directory))
             yield entry.shard
 
@@ -333,6 +348,7 @@ class QdrantLocalSink(Sink):
     def ensure_collection(self, dim: int, *, distance: Distance = "cosine") -> None:
         if distance not in _EDGE_DISTANCE:
             raise ConfigError(f"unknown distance {distance!r}", hint=f"use one of {sorted(_EDGE_DISTANCE)}")
+        dim = check_dimension(dim, maximum=QDRANT_MAX_DIM, store="an embedded Qdrant collection")
         entry = self._open(create_root=True)
         assert entry is not None
         with entry.mutex:
@@ -355,6 +371,9 @@ class QdrantLocalSink(Sink):
                 hint="use another collection, or the distance it was created with",
             )
 
+    def _check_free(self, needed: int, action: str) -> None:
+        check_free_space(self.root, needed, action=f"{action} in the embedded Qdrant collection {self.uri}")
+
     def _create(self, entry: _OpenShard, dim: int, distance: str) -> None:
         """Create the shard in a scratch directory and rename it in, so a crash leaves no half shard."""
         import qdrant_edge as qe
@@ -364,6 +383,8 @@ class QdrantLocalSink(Sink):
                 f"{entry.directory} exists but holds no Qdrant shard",
                 hint="remove or rename that directory, or choose another collection name",
             )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._check_free(0, "create the collection")
         scratch = self.root / f".tmp-{entry.directory.name}-{uuid.uuid4().hex[:8]}"
         config = qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=dim, distance=getattr(qe.Distance, _EDGE_DISTANCE[distance]))
@@ -443,6 +464,7 @@ class QdrantLocalSink(Sink):
                 )
             assert self._entry is not None and self._entry.config is not None
             vectors = validate_batch(batch, dim=self._entry.config[0], uri=self.uri)
+            self._check_free(batch_bytes(vectors, batch.payloads), f"write {len(batch):,} points")
             import qdrant_edge as qe
 
             point, op = qe.Point, qe.UpdateOperation
@@ -469,6 +491,7 @@ class QdrantLocalSink(Sink):
                 return
             import qdrant_edge as qe
 
+            self._check_free(len(wanted) * POINT_OVERHEAD * WRITE_COPIES, f"delete {len(wanted):,} points")
             for start in range(0, len(wanted), _IO_CHUNK):
                 chunk: list[Any] = wanted[start : start + _IO_CHUNK]
                 shard.update(qe.UpdateOperation.delete_points(chunk))

@@ -22,8 +22,10 @@ import numpy as np
 
 from ..errors import ConfigError, DimensionMismatchError, DriftError, SinkError, SinkUnavailableError
 from . import (
+    QDRANT_MAX_DIM,
     QdrantServerSpec,
     bool_option,
+    check_dimension,
     check_ids,
     check_query_vector,
     env_api_key,
@@ -176,6 +178,7 @@ class QdrantServerSink(Sink):
     def ensure_collection(self, dim: int, *, distance: Distance = "cosine") -> None:
         if distance not in _DISTANCES:
             raise ConfigError(f"unknown distance {distance!r}", hint=f"use one of {sorted(_DISTANCES)}")
+        dim = check_dimension(dim, maximum=QDRANT_MAX_DIM, store="a Qdrant collection")
         existing = self._describe()
         if existing is None:
             from qdrant_client import models

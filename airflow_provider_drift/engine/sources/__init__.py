@@ -53,9 +53,9 @@ def open_source(
     ``file://`` prefixes accepted), a ``deltalake.DeltaTable``, or a Spark
     DataFrame. With ``df=None``, ``source`` is a Delta/Parquet location, or a
     Spark catalog table when ``spark`` is given and no such path exists.
-    ``filter`` is a SQL boolean expression (DataFusion SQL for Delta, Spark SQL
-    for Spark, a documented subset for Arrow/pandas/Parquet). ``version`` pins
-    a Delta snapshot.
+    ``filter`` is a SQL boolean expression in one grammar for every source
+    (see :mod:`.predicate`): the whole string must parse, or a SourceError says
+    at which character it stopped. ``version`` pins a Delta snapshot.
     """
     shape = RowShape(key_col=key_col, text_col=text_col, extra_cols=tuple(extra_cols))
     filter = filter.strip() if isinstance(filter, str) and filter.strip() else None

@@ -50,7 +50,7 @@ class ArrowSource(Source):
             filter=filter,
         )
         shape.check_schema(data.schema, where=self.describe())
-        self._predicate = parse_predicate(filter, data.schema) if filter else None
+        self._predicate = parse_predicate(filter, data.schema, where=self.describe()) if filter else None
 
     def _raw_batches(self) -> Iterator[pa.RecordBatch]:
         if self._read_once:
@@ -113,7 +113,7 @@ class PandasSource(Source):
         if filter:
             # Object columns need values to infer a type; the first rows stand for the frame.
             schema = self._arrow_schema(frame.head(1000))
-            self._predicate = parse_predicate(filter, schema)
+            self._predicate = parse_predicate(filter, schema, where=self.describe())
             self._read_columns = list(dict.fromkeys([*shape.input_columns, *sorted(self._predicate.columns)]))
 
     def _arrow_schema(self, sample: pd.DataFrame) -> pa.Schema:

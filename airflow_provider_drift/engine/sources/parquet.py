@@ -54,7 +54,7 @@ class ParquetSource(Source):
             ) from exc
         schema = self._dataset.schema
         shape.check_schema(schema, where=self.describe())
-        self._predicate = parse_predicate(filter, schema) if filter else None
+        self._predicate = parse_predicate(filter, schema, where=self.describe()) if filter else None
         if filter is None and "://" not in location:
             self.estimated_rows = _metadata_rows(self._dataset)
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ..errors import SourceError
 from .base import RowShape, Source
+from .predicate import SUPPORTED, parse_predicate
 
 _STRING_TYPES = {"string", "varchar", "char"}
 
@@ -65,13 +66,14 @@ class SparkSource(Source):
         self._prefetch = prefetch_partitions
         shape.check_names(list(frame.columns), where=self.describe())
         if filter:
+            predicate = parse_predicate(filter, _arrow_schema(frame), where=self.describe())
             try:
-                frame = frame.where(filter)
+                frame = frame.where(predicate.sql("spark"))
                 _ = frame.schema  # Spark Connect analyses lazily: force it so a bad filter fails here.
             except Exception as exc:
                 raise SourceError(
                     f"invalid filter {filter!r} on {self.describe()}: {_first_line(exc)}",
-                    hint="the filter is a Spark SQL boolean expression, e.g. \"updated_at >= '2026-01-01'\"",
+                    hint=f"filters support {SUPPORTED}",
                     filter=filter,
                 ) from exc
         columns = shape.input_columns
@@ -104,6 +106,20 @@ class SparkSource(Source):
                 close()
         if values[0]:
             yield _to_batch(columns, values)
+
+
+def _arrow_schema(frame: Any) -> pa.Schema:
+    """The DataFrame's schema as Arrow's, for the filter's column and type checks."""
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    fields = []
+    for f in frame.schema.fields:
+        try:
+            dtype = to_arrow_type(f.dataType)
+        except Exception:  # a type Arrow cannot hold (e.g. interval): such a column cannot be filtered
+            dtype = pa.null()
+        fields.append(pa.field(f.name, dtype))
+    return pa.schema(fields)
 
 
 def _to_batch(columns: list[str], values: list[list[Any]]) -> pa.RecordBatch:
