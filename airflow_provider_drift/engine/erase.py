@@ -58,6 +58,8 @@ class EraseRun:
     status: ErasureStatus = "erased"
     sinks: list[SinkErasure] = field(default_factory=list)
     duration_s: float = 0.0
+    #: every copy was already deleted (erased or removed by a refresh) before this request: checked again
+    already_erased: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +98,7 @@ def erase(
             record.status = "not_found"
             record.duration_s = round(time.monotonic() - started, 3)
             return record
+        record.already_erased = all(row["deleted_at"] is not None for row in rows)
         record.run_id = led.start_run(kind="erase", source=source, params={"key": key_text})
         requested_at = utc_now()
         given = _by_identity(sinks)
@@ -107,7 +110,8 @@ def erase(
         record.duration_s = round(time.monotonic() - started, 3)
         led.finish_run(
             record.run_id,
-            {**record.to_dict(), "n_deleted": len(record.sinks) - len(failed)},
+            # an erasure calls no provider: its cost is known, and zero (not an "unpriced" run)
+            {**record.to_dict(), "n_deleted": len(record.sinks) - len(failed), "cost_usd": 0.0},
             status="failed" if failed else "success",
             error="; ".join(f"{s.sink}: {s.error}" for s in failed) or None,
         )

@@ -31,10 +31,22 @@ __all__ = [
 
 
 class Ledger(RunsPart, VectorsPart, ReportsPart, WatermarksPart, ErasuresPart, MigrationsPart):
-    """The ledger file, opened (and migrated to the current schema) on construction."""
+    """The ledger file, opened (and migrated to the current schema) on construction.
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    ``create=False`` opens only a ledger that exists: readers (reports, status)
+    must not leave an empty ledger, or its folder, behind a mistyped path.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
         self.path: Path = resolve_ledger_path(path)
+        if not create and not self.path.is_file():
+            from ..errors import LedgerError
+
+            raise LedgerError(
+                f"no ledger at {self.path}",
+                hint="check the path ({opt:ledger}, DRIFT_LEDGER_PATH or DRIFT_HOME); a ledger is created "
+                "by the first run that writes (embed, watch, migrate)",
+            )
         self._db = LedgerConnection(self.path)
         with self._db.write() as conn:
             ensure_schema(conn, self.path)

@@ -53,8 +53,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ProviderError
-from ..models import resolve_dim
+from ..models import model_info, resolve_dim
 from .base import EmbeddingProvider, Embeddings
+from .tokens import TokenCounter, get_counter
 
 #: version of the vector recipe; bump when vectors for a (model, text) change
 SHADOW_SCHEME = 2
@@ -332,12 +333,19 @@ class ShadowProvider(EmbeddingProvider):
     def __init__(self, model: str, *, dim: int | None = None) -> None:
         self.model = model
         self.dim = resolve_dim(model.partition("@")[0], dim)
+        info = model_info(model.partition("@")[0])
+        # Count as the real provider bills: a shadow run's tokens (and the cost they imply) are then
+        # the figures of the real run it stands in for, and equal a real dry run's plan.
+        counter = get_counter("auto", model_tokenizer=info.tokenizer) if info and info.tokenizer else None
+        self._counter: TokenCounter | None = counter if counter is not None and counter.exact else None
 
     def embed(self, texts: Sequence[str]) -> Embeddings:
         vectors = shadow_vectors(self.model, texts, self.dim)
         return Embeddings(vectors=vectors, tokens=self.estimate_tokens(texts), cost_usd=0.0)
 
     def estimate_tokens(self, texts: Sequence[str]) -> int:
-        """The base estimate (a token per 4 UTF-8 bytes, at least 1 per text), vectorised."""
+        """The real provider's count: its tokenizer where it runs offline, else a token per 4 UTF-8 bytes."""
+        if self._counter is not None:
+            return sum(map(self._counter.count, texts))
         lengths = np.fromiter(map(len, map(str.encode, texts)), dtype=np.int64, count=len(texts))
         return int(np.maximum(1, (lengths + 3) // 4).sum())
