@@ -356,8 +356,8 @@ def _render_table(rows: Any) -> str:
         return "(nothing recorded yet)"
     cols = [c for c in rows[0] if c != "details"]
     widths = {c: max(len(c), *(len(str(r.get(c))) for r in rows)) for c in cols}
-    out = ["  ".join(c.ljust(widths[c]) for c in cols)]
-    out += ["  ".join(str(r.get(c)).ljust(widths[c]) for c in cols) for r in rows]
+    out = ["  ".join(c.ljust(widths[c]) for c in cols).rstrip()]
+    out += ["  ".join(str(r.get(c)).ljust(widths[c]) for c in cols).rstrip() for r in rows]
     return "\n".join(out)
 
 
