@@ -318,3 +318,33 @@ def test_erase_takes_the_table_path_says_when_already_erased_and_costs_nothing(c
     assert by_kind["erase"]["cost_usd"] == 0.0
     with open_sink(sink) as s:
         assert s.count() == 299
+
+
+def test_one_hint_rendered_for_python_the_cli_and_airflow():
+    from airflow_provider_drift.engine.errors import InvalidRowsError, render_hint
+
+    template = ("filter ({opt:filter='body IS NOT NULL'}), pass {opt:on_invalid='skip'} "
+                "or {opt:shadow_mode=True}; check {opt:ledger} and {opt:from_model}")  # fmt: skip
+    err = InvalidRowsError("bad rows", hint=template)
+    assert err.hint == ("filter (filter='body IS NOT NULL'), pass on_invalid='skip' or shadow_mode=True; "
+                        "check ledger= and from_model=")  # fmt: skip
+    assert str(err) == f"bad rows — {err.hint}"
+    cli = render_hint(err.hint_template, "cli", names={"from_model": "--from"})
+    assert cli == ("filter (--filter 'body IS NOT NULL'), pass --on-invalid skip or --shadow-mode; "
+                   "check --ledger and --from")  # fmt: skip
+    airflow = render_hint(err.hint_template, "airflow")
+    assert airflow is not None and "ledger_conn_id=" in airflow and "on_invalid='skip'" in airflow
+    assert render_hint('write {"a": 1}', "cli") == 'write {"a": 1}'  # JSON braces are not options
+
+
+def test_reading_api_opens_only_an_existing_ledger(tmp_path):
+    from airflow_provider_drift.engine.errors import LedgerError
+    from airflow_provider_drift.engine.ledger import Ledger
+
+    missing = tmp_path / "nope" / "ledger.db"
+    with pytest.raises(LedgerError, match="no ledger at") as raised:
+        Ledger(missing, create=False)
+    assert "ledger=" in (raised.value.hint or "") and not missing.parent.exists()
+    Ledger(missing).close()  # a writer creates it
+    with Ledger(missing, create=False) as led:
+        assert led.recent_runs() == []
