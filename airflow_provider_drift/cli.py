@@ -10,11 +10,16 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
+import shutil
+import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from .engine.errors import DriftError, LedgerError
+from . import __version__
+from .engine.errors import DriftError, LedgerError, render_hint
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -70,36 +75,81 @@ def cmd_embed(a: argparse.Namespace) -> Any:
     return run
 
 
+def _existing_ledger(a: argparse.Namespace) -> Any:
+    """The ledger a reading command reports on: it must exist; reading never creates one."""
+    from .engine.ledger import Ledger
+
+    return Ledger(a.ledger, create=False)
+
+
+def _since(text: str) -> str:
+    """An ISO date or date-time (naive means UTC), as the ledger's UTC timestamps sort."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO date: {text!r} (write e.g. 2026-11-01 or 2026-11-01T08:00)"
+        ) from None
+    if len(text) == 10:
+        return when.date().isoformat()
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _source_of(a: argparse.Namespace) -> str:
+    """The recorded source name: as given, or derived from ``--table`` the way ``embed`` names it."""
+    if a.source:
+        return str(a.source)
+    from .engine.sources import source_name
+
+    return source_name(a.table)
+
+
 def cmd_status(a: argparse.Namespace) -> Any:
     from .engine.status import status
 
-    return status(a.sink, ledger=a.ledger, verify=a.verify)
+    with _existing_ledger(a) as led:
+        return status(a.sink, ledger=led, verify=a.verify)
 
 
 def cmd_cost(a: argparse.Namespace) -> Any:
-    from .engine.ledger import Ledger
-
-    with Ledger(a.ledger) as led:
+    with _existing_ledger(a) as led:
         return led.cost_by(a.by, since=a.since)
 
 
 def cmd_provenance(a: argparse.Namespace) -> Any:
-    from .engine.ledger import Ledger
+    if a.point_id is None and (a.key is None or not (a.source or a.table)):
+        raise LedgerError(
+            "name a vector: a point id, or a source row (--source or --table, and --key)",
+            hint="e.g. drift provenance --table data/support_tickets --key 4711",
+        )
+    if a.point_id is not None and (a.key is not None or a.source or a.table):
+        raise LedgerError(
+            "give either a point id or --source/--table with --key, not both", hint="drop one of them"
+        )
+    if a.point_id is None:
+        from .engine.identity import point_id
 
-    with Ledger(a.ledger) as led:
-        found = led.provenance(a.point_id)
+        source = _source_of(a)
+        pid = point_id(source, a.key)
+        missing = f"the ledger has no vector of key {a.key!r} in source {source!r}"
+    else:
+        pid = a.point_id
+        missing = f"the ledger has no vector with id {pid}"
+    with _existing_ledger(a) as led:
+        found = led.provenance(pid)
     if found is None:
         raise LedgerError(
-            f"the ledger has no vector with id {a.point_id}",
-            hint="check the id, or the ledger path (--ledger)",
+            missing,
+            hint="check the id or key and the source as recorded (drift runs --wide shows sources), "
+            "or the ledger path (--ledger)",
         )
     return found
 
 
 def cmd_runs(a: argparse.Namespace) -> Any:
-    from .engine.ledger import Ledger
-
-    with Ledger(a.ledger) as led:
+    with _existing_ledger(a) as led:
         return led.recent_runs(a.sink, a.limit)
 
 
@@ -118,12 +168,14 @@ def cmd_watch(a: argparse.Namespace) -> Any:
 def cmd_erase(a: argparse.Namespace) -> Any:
     from .engine.erase import erase
 
-    done = erase(a.source, a.key, ledger=a.ledger, sinks=a.sink or ())
+    source = _source_of(a)
+    with _existing_ledger(a) as led:
+        done = erase(source, a.key, ledger=led, sinks=a.sink or ())
     if done.status == "not_found":
         raise LedgerError(
-            f"the ledger has no vector of key {a.key!r} in source {a.source!r}: nothing to erase",
-            hint="check the source name as recorded (drift runs --json shows it, e.g. delta:///abs/path) "
-            "and the ledger path (--ledger)",
+            f"the ledger has no vector of key {a.key!r} in source {source!r}: nothing to erase",
+            hint="pass --table with the path you embedded, or --source as recorded (drift runs --wide "
+            "shows it, e.g. delta:///abs/path), and check the ledger path (--ledger)",
         )
     return done
 
@@ -153,6 +205,7 @@ def cmd_migrate(a: argparse.Namespace) -> Any:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drift", description="Embedding lifecycle for vector search.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("embed", help="embed a table into a sink (dedup, batching, cost)")
@@ -176,20 +229,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cost", help="spend by model, sink, source, kind or day")
     p.add_argument("--by", choices=["model", "sink", "source", "kind", "day"], default="model")
-    p.add_argument("--since", help="only runs started on or after this ISO date")
+    p.add_argument("--since", type=_since, help="only runs started on or after this ISO date (UTC)")
     _common(p)
     p.set_defaults(handler=cmd_cost, render=_render_table)
 
-    p = sub.add_parser("provenance", help="lineage of one vector by point id")
-    p.add_argument("point_id")
+    p = sub.add_parser(
+        "provenance", help="lineage of one vector: by point id, or by source row (--table/--source and --key)"
+    )
+    p.add_argument("point_id", nargs="?", help="the vector's point id")
+    p.add_argument("--table", help="the table as given to embed/watch: its rows' vectors")
+    p.add_argument("--source", help="the source name as recorded, e.g. delta:///data/tickets")
+    p.add_argument("--key", help="the row's key")
     _common(p)
-    p.set_defaults(handler=cmd_provenance, render=_render_mapping)
+    p.set_defaults(handler=cmd_provenance, render=_render_provenance)
 
     p = sub.add_parser("runs", help="recent runs (of one sink)")
     p.add_argument("--sink")
     p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--wide", action="store_true", help="every field (the default fits 100 columns)")
     _common(p)
-    p.set_defaults(handler=cmd_runs, render=_render_table)
+    p.set_defaults(handler=cmd_runs, render=_render_runs)
 
     p = sub.add_parser("watch", help="apply a Delta table's change data feed to a sink (incremental refresh)")
     _source_args(p)
@@ -206,7 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_watch, render=_render_watch)
 
     p = sub.add_parser("erase", help="delete one source row's vector from every sink, with proof")
-    p.add_argument("--source", required=True, help="source name as recorded, e.g. delta:///data/tickets")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--table", help="the table as given to embed/watch (its source name is derived the same way)"
+    )
+    which.add_argument("--source", help="source name as recorded, e.g. delta:///data/tickets")
     p.add_argument("--key", required=True, help="the row's key")
     p.add_argument(
         "--sink",
@@ -311,14 +374,61 @@ def _render_table(rows: Any) -> str:
         return "(nothing recorded yet)"
     cols = [c for c in rows[0] if c != "details"]
     widths = {c: max(len(c), *(len(str(r.get(c))) for r in rows)) for c in cols}
-    out = ["  ".join(c.ljust(widths[c]) for c in cols)]
-    out += ["  ".join(str(r.get(c)).ljust(widths[c]) for c in cols) for r in rows]
+    out = ["  ".join(c.ljust(widths[c]) for c in cols).rstrip()]
+    out += ["  ".join(str(r.get(c)).ljust(widths[c]) for c in cols).rstrip() for r in rows]
     return "\n".join(out)
 
 
-def _render_mapping(d: Any) -> str:
+def _render_runs(rows: Any, *, wide: bool = False) -> str:
+    """Recent runs: the fields that fit the terminal (100 columns when not on one); ``wide``: all."""
+    rows = [_plain(r) for r in rows]
+    if wide or not rows:
+        return _render_table(rows)
+
+    def cost(r: dict[str, Any]) -> str:
+        if r.get("status") == "running":
+            return "-"
+        return "unpriced" if not r.get("cost_known") or r.get("cost_usd") is None else f"${r['cost_usd']:.6f}"
+
+    table = [
+        [
+            str(r["run_id"])[:8],
+            str(r["started_at"])[:16].replace("T", " "),
+            str(r["kind"]),
+            str(r["status"]),
+            f"{r.get('n_rows') or 0:,}",
+            f"{r.get('n_embedded') or 0:,}",
+            cost(r),
+            str(r.get("model") or "-"),
+        ]
+        for r in rows
+    ]
+    head = ["RUN", "STARTED (UTC)", "KIND", "STATUS", "ROWS", "EMBEDDED", "COST", "MODEL"]
+    right = {4, 5, 6}
+    widths = [max(len(head[i]), *(len(t[i]) for t in table)) for i in range(len(head))]
+    width = max(60, shutil.get_terminal_size((100, 24)).columns)
+    widths[-1] = min(widths[-1], max(8, width - sum(widths[:-1]) - 2 * (len(head) - 1)))
+
+    def line(cells: list[str]) -> str:
+        out = []
+        for i, c in enumerate(cells):
+            c = c if len(c) <= widths[i] else c[: widths[i] - 1] + "…"
+            out.append(c.rjust(widths[i]) if i in right else c.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(head), *(line(t) for t in table)])
+
+
+def _render_provenance(d: Any) -> str:
     d = _plain(d)
-    return "\n".join(f"{k:<16}{v}" for k, v in d.items() if k not in ("copies",))
+    lines = [f"{k:<16}{v}" for k, v in d.items() if k not in ("copies", "erasures")]
+    for c in d.get("copies") or []:
+        state = f"deleted {c['deleted_at']}" if c.get("deleted_at") else "live"
+        lines.append(f"copy            {c['sink']}: point {c['point_id']}, {c['model']}, {state}")
+    for e in d.get("erasures") or []:
+        proof = "verified" if e.get("verified") else "NOT verified"
+        lines.append(f"erasure         {e.get('requested_at')} in {e.get('sink')}: {proof}")
+    return "\n".join(lines)
 
 
 def _render_watch(r: Any) -> str:
@@ -348,6 +458,8 @@ def _render_watch(r: Any) -> str:
 def _render_erase(r: Any) -> str:
     d = _plain(r)
     lines = [f"erasure {d['status']}: key {d['key']!r} of {d['source']} (point {d['point_id']})"]
+    if d.get("already_erased"):
+        lines.append("  already erased: no sink held it before this request; checked again")
     for s in d["sinks"]:
         proof = "verified: the sink no longer returns it" if s["verified"] else f"NOT verified: {s['error']}"
         lines.append(f"  {s['sink']}: {proof} (erasure {s['erasure_id']})")
@@ -380,14 +492,30 @@ def _render_migrate(r: Any) -> str:
     return "\n".join(lines)
 
 
+def _option_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Engine keyword → this CLI's option for it (``from_model`` → ``--from``), for hints."""
+    names: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                for key, flag in _option_names(subparser).items():
+                    names.setdefault(key, flag)
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if longs:
+            names.setdefault(action.dest, longs[0])
+    return names
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         result = args.handler(args)
     except DriftError as exc:
         print(f"drift: error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"  hint: {exc.hint}", file=sys.stderr)
+        hint = render_hint(exc.hint_template, "cli", names=_option_names(parser))
+        if hint:
+            print(f"  hint: {hint}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -400,15 +528,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("  hint: free space on that disk and retry", file=sys.stderr)
         return 3
     if args.json:
-        print(
-            json.dumps(
-                _plain(result) if not isinstance(result, list) else [_plain(r) for r in result],
-                indent=2,
-                default=str,
-            )
+        text = json.dumps(
+            _plain(result) if not isinstance(result, list) else [_plain(r) for r in result],
+            indent=2,
+            default=str,
         )
+    elif args.render is _render_runs:
+        text = _render_runs(result, wide=args.wide)
     else:
-        print(args.render(result))
+        text = args.render(result)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # the reader left (`drift runs --json | head -1`): end quietly, with the status a shell
+        # reports for SIGPIPE; point stdout at /dev/null so the exit-time flush cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     return 0
 
 

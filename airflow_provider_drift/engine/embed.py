@@ -86,7 +86,9 @@ def embed(
         run rewrites every point that disagrees with the source.
     """
     started = time.monotonic()
-    provider = provider or get_provider(model, shadow_mode=shadow_mode, dim=dim, options=provider_options)
+    provider = provider or get_provider(
+        model, shadow_mode=shadow_mode, dim=dim, options=provider_options, plan_only=dry_run
+    )
     with ExitStack() as stack:
         sink_obj = sink_for(sink, stack, sink_options)
         ledger_obj = ledger_for(ledger, stack)

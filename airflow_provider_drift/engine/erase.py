@@ -59,6 +59,8 @@ class EraseRun:
     status: str = "erased"  # an ErasureStatus, or "failed" when the erasure itself raised
     sinks: list[SinkErasure] = field(default_factory=list)
     duration_s: float = 0.0
+    #: every copy was already deleted (erased or removed by a refresh) before this request: checked again
+    already_erased: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +99,7 @@ def erase(
             record.status = "not_found"
             record.duration_s = round(time.monotonic() - started, 3)
             return record
+        record.already_erased = all(row["deleted_at"] is not None for row in rows)
         start = RunStart(kind="erase", source=source, params={"key": key_text})
         with recorded_run(led, record, start, started=started, details=_details):
             requested_at = utc_now()
@@ -126,6 +129,7 @@ def _details(record: EraseRun) -> dict[str, Any]:
         **record.to_dict(),
         "status": "unverified" if unproven else record.status,
         "n_deleted": sum(s.verified for s in record.sinks),
+        "cost_usd": 0.0,  # an erasure calls no provider: its cost is known, and zero (not "unpriced")
     }
 
 

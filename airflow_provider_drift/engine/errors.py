@@ -7,7 +7,48 @@ glue maps :class:`TerminalError` to ``AirflowFailException`` (no retry) and lets
 
 from __future__ import annotations
 
-from typing import Any
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any, Literal
+
+#: where an error is shown: option names in its hint are written the way that interface spells them
+Interface = Literal["python", "cli", "airflow"]
+
+#: ``{opt:name}`` or ``{opt:name=value}`` in a hint: an option, with ``value`` a Python literal
+_OPTION = re.compile(r"\{opt:([A-Za-z_][A-Za-z0-9_]*)(?:=([^{}]*))?\}")
+
+#: operator arguments whose names differ from the engine's keyword
+AIRFLOW_ARGUMENT_NAMES: dict[str, str] = {"ledger": "ledger_conn_id"}
+
+
+def render_hint(
+    hint: str | None, interface: Interface = "python", *, names: Mapping[str, str] = {}
+) -> str | None:
+    """Write the options a hint names the way ``interface`` spells them.
+
+    Hints are written once, with options marked as ``{opt:text_col}`` or
+    ``{opt:on_invalid='skip'}``: Python and Airflow show ``text_col=`` and
+    ``on_invalid='skip'``, the CLI ``--text-col`` and ``--on-invalid skip``.
+    ``names`` maps an option to the interface's own name for it (the CLI's
+    ``--from`` for ``from_model``; an operator's ``ledger_conn_id``).
+    """
+    if hint is None:
+        return None
+
+    def option(match: re.Match[str]) -> str:
+        name, value = match.group(1), match.group(2)
+        if interface == "cli":
+            flag = names.get(name) or "--" + name.replace("_", "-")
+            if value is None or value == "True":
+                return flag
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            return f"{flag} {shlex.quote(value)}"
+        default = AIRFLOW_ARGUMENT_NAMES.get(name, name) if interface == "airflow" else name
+        return f"{names.get(name, default)}={'' if value is None else value}"
+
+    return _OPTION.sub(option, hint)
 
 
 class DriftError(Exception):
@@ -23,9 +64,11 @@ class DriftError(Exception):
 
     def __init__(self, message: str, *, hint: str | None = None, **fields: Any) -> None:
         self.message = message
-        self.hint = hint
+        #: the hint with option names marked (``{opt:text_col}``): see :func:`render_hint`
+        self.hint_template = hint
+        self.hint = render_hint(hint)
         self.fields = fields
-        super().__init__(f"{message} — {hint}" if hint else message)
+        super().__init__(f"{message} — {self.hint}" if hint else message)
 
 
 class TerminalError(DriftError):

@@ -8,6 +8,7 @@ is recorded as unknown and a warning says how to give a price.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
@@ -59,12 +60,36 @@ KNOWN_MODELS: dict[str, ModelInfo] = {
 }
 
 
+def close_models(model: str, *, n: int = 3) -> list[str]:
+    """Known model names close to ``model`` (a typo, a missing or wrong provider prefix), closest first.
+
+    Only the names about as close as the best one are kept, so a typo of
+    ``text-embedding-3-small`` suggests that model, not every OpenAI model.
+    """
+    wanted = model.lower()
+    scored: dict[str, float] = {}
+    for known in KNOWN_MODELS:
+        for form in (known.lower(), known.partition("/")[2].lower()):
+            for text in (wanted, wanted.partition("/")[2] or wanted):
+                ratio = difflib.SequenceMatcher(None, text, form).ratio()
+                scored[known] = max(scored.get(known, 0.0), ratio)
+    best = max(scored.values(), default=0.0)
+    close = [m for m, r in scored.items() if r >= max(0.75, best - 0.04) and m != model]
+    return sorted(close, key=lambda m: -scored[m])[:n]
+
+
+def did_you_mean(model: str) -> str:
+    """ " (did you mean 'openai/text-embedding-3-small'?)" for a near miss, else ""."""
+    close = close_models(model)
+    return f" (did you mean {' or '.join(repr(m) for m in close)}?)" if close else ""
+
+
 def split_model(model: str) -> tuple[str, str]:
     """Split "provider/name" into its parts; a bare name is an error."""
     provider, sep, name = model.partition("/")
     if not sep or not provider or not name:
         raise UnknownModelError(
-            f"model {model!r} is not of the form provider/name",
+            f"model {model!r} is not of the form provider/name{did_you_mean(model)}",
             hint="write e.g. 'openai/text-embedding-3-small' or 'local/all-MiniLM-L6-v2'",
         )
     return provider, name
@@ -83,8 +108,8 @@ def resolve_dim(model: str, dim: int | None = None) -> int:
     info = model_info(model)
     if info is None:
         raise UnknownModelError(
-            f"unknown model {model!r}: its vector dimension is not known",
-            hint="pass dim=N (CLI: --dim N) or use a known model: " + ", ".join(sorted(KNOWN_MODELS)),
+            f"unknown model {model!r}{did_you_mean(model)}: its vector dimension is not known",
+            hint="pass {opt:dim=N} or use a known model: " + ", ".join(sorted(KNOWN_MODELS)),
         )
     return info.dim
 

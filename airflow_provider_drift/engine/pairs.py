@@ -125,7 +125,7 @@ def resolve_sources(
         if not tcol or not kcol:
             raise ConfigError(
                 f"the ledger does not say which columns of {name!r} hold the key and text",
-                hint="pass text_col= and key_col=",
+                hint="pass {opt:text_col} and {opt:key_col}",
             )
         specs.append(
             SourceSpec(

@@ -66,7 +66,8 @@ def validate_rows(
     if null_keys:
         raise InvalidRowsError(
             f"{len(null_keys)} row(s) have a null key in column {key_col!r}",
-            hint=f"every row needs a key: fix the data or filter them out (filter='{key_col} IS NOT NULL')",
+            hint="every row needs a key: fix the data or filter them out "
+            f"({{opt:filter='{key_col} IS NOT NULL'}})",
         )
     seen: dict[str, int] = {}
     dupes: list[str] = []
@@ -77,14 +78,16 @@ def validate_rows(
     if dupes:
         raise InvalidRowsError(
             f"key column {key_col!r} is not unique: {len(dupes)} duplicate(s), e.g. {dupes[:_SHOW]}",
-            hint="key_col must identify rows uniquely (use the primary key), or deduplicate the source first",
+            hint="{opt:key_col} must identify rows uniquely (use the primary key), "
+            "or deduplicate the source first",
         )
     bad = [i for i, t in enumerate(texts) if t is None or not t.strip()]
     if bad and on_invalid == "error":
         shown = [keys[i] for i in bad[:_SHOW]]
         raise InvalidRowsError(
             f"{len(bad)} row(s) have a null or blank {text_col!r}, e.g. keys {shown}",
-            hint=f"fix the data, filter (filter='{text_col} IS NOT NULL'), or pass on_invalid='skip'",
+            hint=f"fix the data, filter ({{opt:filter='{text_col} IS NOT NULL'}}), "
+            "or pass {opt:on_invalid='skip'}",
         )
     if not bad:
         return list(keys), list(texts), 0  # type: ignore[arg-type]

@@ -342,8 +342,8 @@ def _check_keys(changes: pa.Table, *, key_col: str, on_invalid: OnInvalid) -> pa
     if on_invalid == "error":
         raise InvalidRowsError(
             f"{n} changed row(s) have a null key in column {key_col!r} (versions {versions[:_SHOW]})",
-            hint="rows without a key cannot be tracked: fix the table, or pass on_invalid='skip' "
-            "(--on-invalid skip) to leave them out; the watermark did not move",
+            hint="rows without a key cannot be tracked: fix the table, or pass {opt:on_invalid='skip'} "
+            "to leave them out; the watermark did not move",
         )
     log.warning("skipping %d changed row(s) with a null %r (versions %s)", n, key_col, versions[:_SHOW])
     return changes.filter(pc.invert(nulls))
@@ -364,7 +364,7 @@ def _check_texts(states: pa.Table, *, text_col: str, on_invalid: OnInvalid) -> p
     if on_invalid == "error":
         raise InvalidRowsError(
             f"{n} changed row(s) have a null or blank {text_col!r}, e.g. keys {shown}",
-            hint="fix the data, or pass on_invalid='skip' (--on-invalid skip): such rows then have no "
+            hint="fix the data, or pass {opt:on_invalid='skip'}: such rows then have no "
             "vector; the watermark did not move",
         )
     log.warning("%d changed row(s) have a blank %r (e.g. %s): their vectors are removed", n, text_col, shown)

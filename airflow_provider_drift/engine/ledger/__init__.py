@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import LedgerError
 from .connection import DEFAULT_LEDGER_PATH, LEDGER_PATH_ENV, LedgerConnection, resolve_ledger_path
 from .erasures import ErasuresPart
 from .leases import LeaseBusyError, LeasesPart
@@ -35,11 +36,27 @@ __all__ = [
 
 
 class Ledger(RunsPart, VectorsPart, ReportsPart, WatermarksPart, ErasuresPart, MigrationsPart, LeasesPart):
-    """The ledger file, opened (and migrated to the current schema) on construction."""
+    """The ledger file, opened (and migrated to the current schema) on construction.
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, read_only: bool | None = None) -> None:
-        """Open (creating or upgrading) the ledger; ``read_only`` as in :class:`LedgerConnection`."""
+    ``create=False`` opens only a ledger that exists: readers (reports, status)
+    must not leave an empty ledger, or its folder, behind a mistyped path.
+    ``read_only`` as in :class:`LedgerConnection`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = True,
+        read_only: bool | None = None,
+    ) -> None:
         self.path: Path = resolve_ledger_path(path)
+        if not create and not self.path.is_file():
+            raise LedgerError(
+                f"no ledger at {self.path}",
+                hint="check the path ({opt:ledger}, DRIFT_LEDGER_PATH or DRIFT_HOME); a ledger is created "
+                "by the first run that writes (embed, watch, migrate)",
+            )
         self._db = LedgerConnection(
             self.path, schema_version=SCHEMA_VERSION, ensure_schema=ensure_schema, read_only=read_only
         )

@@ -149,12 +149,15 @@ class OpenAIProvider(EmbeddingProvider):
             self.dim = resolve_dim(model, dim)
         except UnknownModelError as exc:
             raise UnknownModelError(
-                exc.message, hint="pass dim=N: the size of the vectors the server returns for this model"
+                exc.message,
+                hint="pass {opt:dim=N}: the size of the vectors the server returns for this model",
             ) from exc
         if send_dimensions is None:
             send_dimensions = dim is not None and info is not None and info.flexible_dim
         if info is not None and not info.flexible_dim and dim is not None and dim != info.dim:
-            raise ConfigError(f"{model} always returns {info.dim}-d vectors, not {dim}", hint="drop dim=")
+            raise ConfigError(
+                f"{model} always returns {info.dim}-d vectors, not {dim}", hint="drop {opt:dim}"
+            )
         self._dimensions = self.dim if send_dimensions else None
         self.limits = InputLimits.for_model(
             model, on_too_long=on_too_long, max_input_tokens=max_input_tokens, tokenizer=tokenizer

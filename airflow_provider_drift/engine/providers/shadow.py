@@ -53,10 +53,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ConfigError, ProviderError
-from ..models import resolve_dim
+from ..models import model_info, resolve_dim
 from .base import EmbeddingProvider, Embeddings
 from .input_limits import InputLimits, OnTooLong
-from .tokens import TokenizerName
+from .tokens import TokenCounter, TokenizerName, get_counter
 
 #: version of the vector recipe; bump when vectors for a (model, text) change
 SHADOW_SCHEME = 2
@@ -364,6 +364,11 @@ class ShadowProvider(EmbeddingProvider):
                 shadowed, on_too_long=on_too_long, max_input_tokens=max_input_tokens, tokenizer=tokenizer
             )
         self.truncated = 0  # texts cut to the shadowed model's limit, as the real provider would
+        info = model_info(shadowed)
+        # Count as the real provider bills: a shadow run's tokens (and the cost they imply) are then
+        # the figures of the real run it stands in for, and equal a real dry run's plan.
+        counter = get_counter("auto", model_tokenizer=info.tokenizer) if info and info.tokenizer else None
+        self._counter: TokenCounter | None = counter if counter is not None and counter.exact else None
 
     def embed(self, texts: Sequence[str]) -> Embeddings:
         if self.limits is not None:
@@ -374,9 +379,12 @@ class ShadowProvider(EmbeddingProvider):
         return Embeddings(vectors=vectors, tokens=self.estimate_tokens(texts), cost_usd=0.0)
 
     def estimate_tokens(self, texts: Sequence[str]) -> int:
-        """The base estimate (a token per 4 UTF-8 bytes, at least 1 per text), vectorised."""
-        lengths = np.fromiter(map(len, map(str.encode, texts)), dtype=np.int64, count=len(texts))
-        per_text = np.maximum(1, (lengths + 3) // 4)
+        """The real provider's count: its tokenizer where it runs offline, else a token per 4 UTF-8 bytes."""
+        if self._counter is not None:
+            per_text = np.fromiter(map(self._counter.count, texts), dtype=np.int64, count=len(texts))
+        else:
+            lengths = np.fromiter(map(len, map(str.encode, texts)), dtype=np.int64, count=len(texts))
+            per_text = np.maximum(1, (lengths + 3) // 4)
         if self.limits is not None and self.limits.on_too_long == "truncate" and self.limits.max_input_tokens:
             per_text = np.minimum(per_text, self.limits.max_input_tokens)
         return int(per_text.sum())

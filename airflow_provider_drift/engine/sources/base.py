@@ -46,7 +46,7 @@ class RowShape:
         if clash:
             raise ConfigError(
                 f"extra_cols may not include {sorted(clash)}: the output already has 'key' and 'text'",
-                hint="rename the column in the source or leave it out of extra_cols",
+                hint="rename the column in the source or leave it out of {opt:extra_cols}",
             )
 
     @property
@@ -62,7 +62,7 @@ class RowShape:
             if col not in available:
                 raise SourceError(
                     f"{role} column {col!r} not found in {where}; available columns: {', '.join(available)}",
-                    hint=f"pass the right {role}_col" if role != "extra" else "fix extra_cols",
+                    hint=f"pass the right {{opt:{role}_col}}" if role != "extra" else "fix {opt:extra_cols}",
                     column=col,
                     available=list(available),
                 )
