@@ -250,7 +250,8 @@ def test_missing_explicit_connection_fails_the_task_without_retry(field: str, ti
     kwargs: dict[str, Any] = {"table": tickets, "collection": "tickets", field: "no_such_conn"}
     op = _embed_op(**kwargs)
     with pytest.raises(
-        AirflowFailException, match=r"'no_such_conn' is not defined.*AIRFLOW_CONN_NO_SUCH_CONN"
+        AirflowFailException,
+        match=r"^drift ConfigError: .*AIRFLOW_CONN_NO_SUCH_CONN.* — .*'no_such_conn' is not defined$",
     ):
         op.execute(_context(op))  # type: ignore[arg-type]
 

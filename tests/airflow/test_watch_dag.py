@@ -79,7 +79,12 @@ def test_example_dag_embeds_once_then_replays_each_hour_in_any_order(run_dag: An
     }
     late, early = xcom(runs[2], "refresh_vectors"), xcom(runs[1], "refresh_vectors")
     assert (late["mode"], late["n_inserted"], late["n_updated"], late["n_deleted"]) == ("interval", 4, 0, 3)
-    assert (early["mode"], early["n_inserted"], early["n_updated"], early["n_deleted"]) == ("interval", 0, 5, 0)
+    assert (early["mode"], early["n_inserted"], early["n_updated"], early["n_deleted"]) == (
+        "interval",
+        0,
+        5,
+        0,
+    )
     assert early["n_embedded"] <= 5 and late["n_embedded"] <= 4  # only the changed texts
     assert_collection_equals_table(sink, table, run["source"], key="ticket_id")
 
