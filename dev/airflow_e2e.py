@@ -308,6 +308,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary AIRFLOW_HOME")
     args = parser.parse_args()
     started = time.monotonic()
+    # SIGTERM (a CI timeout) unwinds like Ctrl-C, so the finally below stops what was started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     home = Path(tempfile.mkdtemp(prefix="drift-airflow-e2e-"))
     af = Airflow(home, free_port())
     print(f"AIRFLOW_HOME={home}, api-server on {af.base}", flush=True)
