@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 _INTEGRATION = "Drift"
+LEDGER_PATH_EXAMPLE = "/opt/airflow/drift/ledger.db"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -76,17 +77,17 @@ def get_provider_info() -> dict[str, Any]:
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "login", "password", "port", "extra"],
                     "relabeling": {},
-                    "placeholders": {
-                        "path": "/opt/airflow/drift/ledger.db",
-                        "description": "The SQLite ledger shared by every drift task",
-                    },
+                    # Placeholders reach only the standard fields; the path field's hint is its example.
+                    "placeholders": {"description": "The SQLite ledger shared by every drift task"},
                 },
                 "conn-fields": {
                     "path": {
                         "label": "Ledger path",
                         "description": "SQLite file of the drift ledger. Empty: $DRIFT_LEDGER_PATH, "
                         "else ~/.drift/ledger.db. Every task of a deployment must see the same file.",
-                        "schema": {"type": ["string", "null"]},
+                        # The UI shows a placeholder on a text field only when its schema has examples
+                        # (offered as suggestions too); a default would fill the field in instead.
+                        "schema": {"type": ["string", "null"], "examples": [LEDGER_PATH_EXAMPLE]},
                     }
                 },
             }

@@ -1,18 +1,26 @@
-"""delta_cdc_refresh: every hour, apply what changed in a Delta table to its vector collection, offline.
+"""delta_cdc_refresh: every hour, apply that hour's Delta commits to a vector collection, offline.
 
-``wait_for_changes`` (a deferrable DeltaCDFSensor) waits in the triggerer
-until the table has commits after the ledger's watermark; ``refresh_vectors``
-(a WatchOperator) then embeds only the rows whose text changed, deletes the
-points of deleted rows and moves the watermark. The first run finds no
-watermark: it embeds the whole table once and sets the watermark to its
-version. An hour without commits skips the refresh (``soft_fail``).
+The DAG runs in interval mode on a data-interval timetable
+(``CronDataIntervalTimetable``): the run for ``[10:00, 11:00)`` applies exactly
+the commits made in that hour, however late it runs and however often it is
+re-run. That is what makes backfills work: ``airflow backfill create --dag-id
+delta_cdc_refresh --from-date ... --to-date ...`` replays each past hour's
+commits, in any order and concurrently (a per-key version guard in the ledger
+keeps an older change from overwriting a newer one).
+
+``wait_for_changes`` (a DeltaCDFSensor) finds the hour's commits; an hour
+without commits past the watermark skips the refresh (``soft_fail``) instead
+of waiting, because a closed interval can get no new commits.
+``refresh_vectors`` (a WatchOperator) embeds only the rows whose text
+changed, deletes the points of deleted rows and moves the watermark. The very
+first run finds no watermark: it embeds the whole table once and sets the
+watermark to its version.
 
 Shadow mode gives deterministic vectors with the model's real dimension, no
 API key and no cost. Everything lives under ``$DRIFT_DEMO_DIR`` (default
 ``$DRIFT_HOME/demo``, else ``~/.drift/demo``): the sample Delta table of
-support tickets (created on the first run) and the embedded Qdrant
-collection. Change the table (``DeltaTable(path).update(...)``) and run the DAG
-again to see only those rows embedded. Parsing this file only reads
+support tickets (created on the first run, once even when many runs start
+together) and the embedded Qdrant collection. Parsing this file only reads
 environment variables.
 """
 
@@ -25,6 +33,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, task
+from airflow.timetables.interval import CronDataIntervalTimetable
 
 from airflow_provider_drift.operators.watch import WatchOperator
 from airflow_provider_drift.sensors import DeltaCDFSensor
@@ -39,30 +48,32 @@ MODEL = "openai/text-embedding-3-small"  # 1536-d; shadow mode never calls OpenA
 with DAG(
     dag_id="delta_cdc_refresh",
     description="Keep a vector collection equal to a Delta table through its change data feed (shadow mode)",
-    schedule="@hourly",
+    # Data intervals of one hour, [start, end): the default cron timetable's intervals have zero length.
+    schedule=CronDataIntervalTimetable("@hourly", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,  # one watch per (table, sink) at a time; the watermark serialises them anyway
     params={"n_rows": Param(2_000, type="integer", minimum=1, description="tickets in the sample table")},
     tags=["drift", "example", "cdc"],
 ) as dag:
 
     @task
     def create_sample_table(params: dict[str, Any] | None = None) -> str:
-        """Write the sample Delta table (change data feed on) unless it already exists."""
-        from airflow_provider_drift.engine.sources.sample import write_sample_tickets
+        """Write the sample Delta table (change data feed on) once, however many runs race for it."""
+        from airflow_provider_drift.engine.sources.sample import ensure_sample_tickets
 
-        if (Path(TICKETS_TABLE) / "_delta_log").is_dir():
-            return TICKETS_TABLE
         n_rows = int((params or {}).get("n_rows", 2_000))
-        print(f"writing {n_rows} sample tickets to {TICKETS_TABLE}")
-        return write_sample_tickets(TICKETS_TABLE, n=n_rows, seed=0)
+        path, created = ensure_sample_tickets(TICKETS_TABLE, n=n_rows, seed=0)
+        print(
+            f"wrote {n_rows} sample tickets to {path}" if created else f"sample table already exists: {path}"
+        )
+        return path
 
     wait_for_changes = DeltaCDFSensor(
         task_id="wait_for_changes",
         table=TICKETS_TABLE,
         sink=SINK,
-        deferrable=True,
+        watch_mode="interval",  # only this run's hour counts: a closed hour without commits skips at once
+        deferrable=True,  # a run whose hour is still open waits in the triggerer, not in a worker slot
         poke_interval=60,
         timeout=timedelta(minutes=55),
         soft_fail=True,  # nothing committed this hour: skip the refresh, not a failure
@@ -76,8 +87,7 @@ with DAG(
         model=MODEL,
         sink=SINK,
         shadow_mode=True,
-        # apply exactly the versions the sensor saw; later commits wait for the next run
-        until_version="{{ ti.xcom_pull(task_ids='wait_for_changes')['to_version'] }}",
+        mode="interval",  # apply the commits of this run's data interval: the same ones on every re-run
     )
 
     create_sample_table() >> wait_for_changes >> refresh_vectors

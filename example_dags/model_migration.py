@@ -67,12 +67,11 @@ with DAG(
 
     @task
     def create_sample_table(params: dict[str, Any] | None = None) -> str:
-        """Write the sample Delta table unless it already exists (a re-run must not change the data)."""
-        from airflow_provider_drift.engine.sources.sample import write_sample_tickets
+        """Write the sample Delta table unless it exists: re-runs and concurrent runs leave it as it is."""
+        from airflow_provider_drift.engine.sources.sample import ensure_sample_tickets
 
-        if (Path(TICKETS_TABLE) / "_delta_log").is_dir():
-            return TICKETS_TABLE
-        return write_sample_tickets(TICKETS_TABLE, n=int((params or {}).get("n_rows", 1_500)), seed=0)
+        n_rows = int((params or {}).get("n_rows", 1_500))
+        return ensure_sample_tickets(TICKETS_TABLE, n=n_rows, seed=0)[0]
 
     embed_tickets = EmbedOperator(
         task_id="embed_tickets",

@@ -41,15 +41,15 @@ with DAG(
 
     @task
     def create_sample_table(params: dict[str, Any] | None = None) -> str:
-        """Write the sample Delta table unless it already exists (a re-run must not change the data)."""
-        from airflow_provider_drift.engine.sources.sample import write_sample_tickets
+        """Write the sample Delta table unless it exists: re-runs and concurrent runs leave it as it is."""
+        from airflow_provider_drift.engine.sources.sample import ensure_sample_tickets
 
-        if (Path(TICKETS_TABLE) / "_delta_log").is_dir():
-            print(f"sample table already exists: {TICKETS_TABLE}")
-            return TICKETS_TABLE
         n_rows = int((params or {}).get("n_rows", 2_000))
-        print(f"writing {n_rows} sample tickets to {TICKETS_TABLE}")
-        return write_sample_tickets(TICKETS_TABLE, n=n_rows, seed=0)
+        path, created = ensure_sample_tickets(TICKETS_TABLE, n=n_rows, seed=0)
+        print(
+            f"wrote {n_rows} sample tickets to {path}" if created else f"sample table already exists: {path}"
+        )
+        return path
 
     embed_tickets = EmbedOperator(
         task_id="embed_tickets",

@@ -24,7 +24,10 @@ class DeltaCDFTrigger(BaseTrigger):
     worker — the ledger file, the canonical source name and the sink's
     credential-free URI — so it holds no secrets and reads no connections.
     The check itself is the engine's :func:`~airflow_provider_drift.engine.pending.check_changes`,
-    run in a thread so the triggerer's event loop never blocks.
+    run in a thread together with every import and file read it needs, so the
+    triggerer's event loop never blocks. (Once per triggerer process, numpy's C
+    extension initialises with the GIL held, about 0.1 s, when pyarrow is first
+    imported; no thread can avoid that.)
 
     Emits one event: ``{"status": "success", "pending": {...}}`` when ready,
     ``{"status": "skipped", ...}`` when a closed data interval has nothing
@@ -101,21 +104,32 @@ class DeltaCDFTrigger(BaseTrigger):
             min_changed_rows=self.min_changed_rows,
         )
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    def poll(self) -> dict[str, Any] | None:
+        """One blocking poll: the event payload to emit, or None to wait. Run it in a thread.
+
+        Everything that blocks lives here — the first import of the engine,
+        pyarrow and deltalake, opening the table's log, the ledger read — so
+        ``run()`` itself only awaits.
+        """
         from airflow_provider_drift.engine.errors import DriftError
 
+        try:
+            found = self.check()
+        except DriftError as exc:
+            return error_event(exc)
+        if found.ready:
+            return {"status": "success", "pending": found.pending.to_dict()}
+        if found.final:
+            return {"status": "skipped", "pending": found.pending.to_dict()}
+        self.log.info("no changes yet (%s); next check in %ss", found.pending, self.poll_interval)
+        return None
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:
-            try:
-                found = await asyncio.to_thread(self.check)
-            except DriftError as exc:
-                yield TriggerEvent(error_event(exc))
+            payload = await asyncio.to_thread(self.poll)
+            if payload is not None:
+                if payload["status"] == "success":
+                    self.log.info("changes pending: %s", payload["pending"])
+                yield TriggerEvent(payload)
                 return
-            if found.ready:
-                self.log.info("changes pending: %s", found.pending)
-                yield TriggerEvent({"status": "success", "pending": found.pending.to_dict()})
-                return
-            if found.final:
-                yield TriggerEvent({"status": "skipped", "pending": found.pending.to_dict()})
-                return
-            self.log.info("no changes yet (%s); next check in %ss", found.pending, self.poll_interval)
             await asyncio.sleep(self.poll_interval)

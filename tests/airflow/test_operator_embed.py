@@ -6,6 +6,7 @@ import datetime as dt
 import importlib
 import importlib.metadata
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,7 +21,7 @@ from airflow_provider_drift.engine.errors import ConfigError, SinkUnavailableErr
 from airflow_provider_drift.engine.ledger import Ledger
 from airflow_provider_drift.engine.sinks import default_sink_uri
 from airflow_provider_drift.engine.sources.sample import write_sample_tickets
-from airflow_provider_drift.get_provider_info import get_provider_info
+from airflow_provider_drift.get_provider_info import LEDGER_PATH_EXAMPLE, get_provider_info
 from airflow_provider_drift.hooks import DriftLedgerHook, DriftSinkHook
 from airflow_provider_drift.hooks.embedding import openai_provider_options, provider_options_from_connection
 from airflow_provider_drift.hooks.sink import SinkSpec, sink_spec
@@ -250,7 +251,8 @@ def test_missing_explicit_connection_fails_the_task_without_retry(field: str, ti
     kwargs: dict[str, Any] = {"table": tickets, "collection": "tickets", field: "no_such_conn"}
     op = _embed_op(**kwargs)
     with pytest.raises(
-        AirflowFailException, match=r"'no_such_conn' is not defined.*AIRFLOW_CONN_NO_SUCH_CONN"
+        AirflowFailException,
+        match=r"^drift ConfigError: .*AIRFLOW_CONN_NO_SUCH_CONN.* — .*'no_such_conn' is not defined$",
     ):
         op.execute(_context(op))  # type: ignore[arg-type]
 
@@ -377,8 +379,30 @@ def test_providers_manager_sees_the_drift_ledger_connection_type() -> None:
     assert "airflow-provider-drift" in pm.providers
     widget = pm.connection_form_widgets["extra__drift_ledger__path"]
     assert widget.field["schema"]["title"] == "Ledger path"
+    # The React form shows a text field's placeholder (and suggestions) from its schema's examples.
+    assert widget.field["schema"]["examples"] == [LEDGER_PATH_EXAMPLE]
+    assert widget.field["value"] is None  # a hint, not a value the form would save
     behaviour = pm.field_behaviours["drift_ledger"]
     assert {"host", "login", "password", "port", "schema", "extra"} <= set(behaviour["hidden_fields"])
+
+
+def test_the_connection_types_the_readme_names_are_offered_by_installed_providers() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    named = set(re.findall(r"^\| `(\w+)`[^|]*\| [^|]+\| [^|]+\|$", readme, re.MULTILINE))
+    assert named == {"qdrant", "openai", "postgres", "drift_ledger"}
+    pm = ProvidersManager()
+    packages = {
+        "qdrant": "apache-airflow-providers-qdrant",
+        "openai": "apache-airflow-providers-openai",
+        "postgres": "apache-airflow-providers-postgres",
+        "drift_ledger": "airflow-provider-drift",
+    }
+    for conn_type in sorted(named):
+        hook = pm.hooks[conn_type]  # what the UI's connection-type list is built from
+        assert hook is not None and hook.package_name == packages[conn_type], conn_type
+        assert packages[conn_type] in pm.providers
 
 
 def _listed_modules() -> list[str]:

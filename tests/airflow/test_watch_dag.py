@@ -37,15 +37,24 @@ def state(dag_run: Any, task_id: str) -> str:
     return str(dag_run.get_task_instance(task_id).state)
 
 
-def test_example_dag_embeds_once_then_only_what_changed(run_dag: Any, demo_dir: Path) -> None:
+def test_example_dag_embeds_once_then_replays_each_hour_in_any_order(run_dag: Any, demo_dir: Path) -> None:
     dag = load_example_dag("delta_cdc_refresh.py", "delta_cdc_refresh")
     table = dag.get_task("refresh_vectors").table
     sink = dag.get_task("refresh_vectors").sink
     assert table == str(demo_dir / "support_tickets_cdc") and dag.get_task("wait_for_changes").deferrable
     assert dag.get_task("refresh_vectors").outlets == [Asset(sink)]
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    assert (dag.get_task("refresh_vectors").watch_mode, dag.get_task("wait_for_changes").watch_mode) == (
+        "interval",
+        "interval",
+    )
 
-    first = run_dag(dag, run_conf={"n_rows": 200})
-    assert first.state == "success"
+    def hour(h: int) -> Any:  # the run whose data interval is [h:00, h+1:00) of the start date
+        dag_run = run_dag(dag, logical_date=START + timedelta(hours=h + 1), run_conf={"n_rows": 200})
+        assert dag_run.state == "success"
+        return dag_run
+
+    first = hour(0)  # no watermark yet: the table is created and its snapshot embedded, whatever the hour
     assert xcom(first, "wait_for_changes") == {
         "since_version": None,
         "to_version": 0,
@@ -55,34 +64,41 @@ def test_example_dag_embeds_once_then_only_what_changed(run_dag: Any, demo_dir: 
     run = xcom(first, "refresh_vectors")
     assert (run["mode"], run["to_version"], run["n_inserted"], run["cost_usd"]) == ("baseline", 0, 200, 0.0)
 
-    dt = DeltaTable(table)
-    dt.update(predicate="ticket_id <= 5", updates={"body": "concat(body, ' (follow-up)')"})
+    # Commits of hour 1 (an update) and hour 2 (a delete and an append), on different keys.
+    DeltaTable(table).update(predicate="ticket_id <= 5", updates={"body": "concat(body, ' (follow-up)')"})
     DeltaTable(table).delete("ticket_id > 197")
     write_sample_tickets(table, n=4, seed=1, mode="append", start_id=1000)
-    second = run_dag(dag, run_conf={"n_rows": 200})
-    assert second.state == "success"
-    assert xcom(second, "wait_for_changes") == {
-        "since_version": 0,
+    for version, h in ((1, 1), (2, 2), (3, 2)):
+        set_commit_time(table, version, START + timedelta(hours=h, minutes=version))
+
+    runs = {h: hour(h) for h in (2, 1)}  # a backfill in the wrong order
+    assert xcom(runs[2], "wait_for_changes") == {  # exclusive: the hour's commits are versions 2 and 3
+        "since_version": 1,
         "to_version": 3,
-        "n_versions": 3,
+        "n_versions": 2,
         "n_rows": None,
     }
-    run = xcom(second, "refresh_vectors")
-    assert (run["mode"], run["since_version"], run["to_version"]) == ("watermark", 0, 3)
-    assert (run["n_updated"], run["n_deleted"], run["n_inserted"]) == (5, 3, 4)
-    # Only the changed rows' new texts are paid for, each once; one the collection already holds
-    # (the sample repeats canned texts) is reused.
+    late, early = xcom(runs[2], "refresh_vectors"), xcom(runs[1], "refresh_vectors")
+    assert (late["mode"], late["n_inserted"], late["n_updated"], late["n_deleted"]) == ("interval", 4, 0, 3)
+    assert (early["mode"], early["n_inserted"], early["n_updated"], early["n_deleted"]) == (
+        "interval",
+        0,
+        5,
+        0,
+    )
+    # Only the changed rows' texts are paid for, each once (or reused where the collection holds one).
     rows = DeltaTable(table).to_pyarrow_table(columns=["ticket_id", "body"]).to_pylist()
-    changed = {r["body"] for r in rows if r["ticket_id"] <= 5 or r["ticket_id"] >= 1000}
-    held = set(DeltaTable(table, version=0).to_pyarrow_table(columns=["body"]).column("body").to_pylist())
-    assert run["n_embedded"] == len(changed - held)
-    assert run["n_reused"] == len(changed & held)
+    for done, changed in ((early, lambda k: k <= 5), (late, lambda k: k >= 1000)):
+        texts = {r["body"] for r in rows if changed(r["ticket_id"])}
+        assert done["n_embedded"] + done["n_reused"] == len(texts)
     assert_collection_equals_table(sink, table, run["source"], key="ticket_id")
+
+    empty = hour(3)  # an hour without commits: nothing to wait for, the refresh is skipped
+    assert (state(empty, "wait_for_changes"), state(empty, "refresh_vectors")) == ("skipped", "skipped")
     with Ledger() as led:
-        runs = led.recent_runs(run["sink"], limit=2)
-    assert [(r["kind"], r["dag_id"], r["task_id"]) for r in runs] == [
-        ("watch", "delta_cdc_refresh", "refresh_vectors"),
-        ("embed", "delta_cdc_refresh", "refresh_vectors"),
+        kinds = [(r["kind"], r["dag_id"], r["task_id"]) for r in led.recent_runs(run["sink"], limit=3)]
+    assert kinds == [("watch", "delta_cdc_refresh", "refresh_vectors")] * 2 + [
+        ("embed", "delta_cdc_refresh", "refresh_vectors")
     ]
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -196,6 +198,34 @@ def write_sample_tickets(
         storage_options=dict(storage_options) if storage_options else None,
     )
     return str(path)
+
+
+def ensure_sample_tickets(path: str | os.PathLike[str], n: int = 10_000, seed: int = 0) -> tuple[str, bool]:
+    """Write the sample table at a local ``path`` unless one is there; return ``(path, created)``.
+
+    Safe when many processes call it at once (concurrent DAG runs, a backfill):
+    they take an exclusive lock on ``<path>.lock`` in turn, the first writes the
+    table into a temporary folder beside ``path`` and renames it into place in
+    one step, the others find it and leave it alone. A crash leaves either no
+    table or a whole one, never a half-written one a later call would keep.
+    """
+    import fcntl
+
+    target = Path(os.path.abspath(os.fspath(path)))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{target}.lock", "a+b") as lock:  # never deleted: deleting a lock file races
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        if (target / "_delta_log").is_dir():
+            return str(target), False
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            write_sample_tickets(staging, n=n, seed=seed, mode="error")
+            if target.exists():  # a folder without a Delta log: nothing a reader could have used
+                shutil.rmtree(target)
+            os.rename(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return str(target), True
 
 
 def _block(block_start: int, seed: int) -> pa.RecordBatch:
