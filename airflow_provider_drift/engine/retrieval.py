@@ -177,9 +177,8 @@ class Evaluation:
     raw_agreement: float
     k: int
     split: str
-    nested: tuple[
-        tuple[np.ndarray, np.ndarray, np.ndarray], ...
-    ] = ()  # (index pos, query pos, truth) smaller
+    #: smaller indexes for the scale trend: (index positions, queries inside, their positions, truth)
+    nested: tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], ...] = ()
 
     @classmethod
     def make(
