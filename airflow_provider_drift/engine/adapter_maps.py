@@ -46,6 +46,7 @@ class _Fitter:
         self._eig: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._corrections: dict[float, tuple[np.ndarray, np.ndarray]] = {}
         self._reverse_eig: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._blend_scales: dict[float, float] = {}
 
     @property
     def cxx(self) -> np.ndarray:
