@@ -88,13 +88,21 @@ def run_drift_adapter(
     run.metrics["sample"] = sample.counts()
     new_vectors = embed_texts(run, provider, sample.texts)
     adapter = fit_best(
-        new_vectors, sample.old_vectors, from_model=run.from_model, to_model=run.to_model, k=k, seed=seed
+        new_vectors,
+        sample.old_vectors,
+        from_model=run.from_model,
+        to_model=run.to_model,
+        k=k,
+        seed=seed,
+        texts=sample.texts,
+        collection_size=old.count(),
     )
     q = adapter.quality
     assert q is not None and run.threshold is not None
-    run.arr, run.overlap, run.adapter_kind = q.arr, q.overlap, adapter.kind
-    run.passed = bool(q.arr >= run.threshold)
+    run.arr, run.overlap, run.adapter_kind = q.estimate, q.overlap, adapter.kind
+    run.passed = bool(q.estimate >= run.threshold)
     run.metrics["adapter"] = adapter.describe()
+    run.metrics["gate"] = {"verdict": q.verdict(run.threshold), "index_rows": q.collection_size}
     adapter_id = uuid.uuid4().hex
     path, sha = "", None
     if run.passed:
@@ -113,7 +121,7 @@ def run_drift_adapter(
         sink=run.sink,
         d_new=adapter.d_new,
         d_old=adapter.d_old,
-        arr=q.arr,
+        arr=q.estimate,
         overlap=q.overlap,
         threshold=run.threshold,
         passed=run.passed,
@@ -138,7 +146,7 @@ def run_drift_adapter(
     if not run.passed:
         check_quality(adapter, threshold=run.threshold)
         raise AdapterQualityError(  # pragma: no cover - check_quality raises for arr < threshold
-            f"adapter ARR@{k} {q.arr:.3f} is below the gate {run.threshold:.2f}",
+            f"adapter ARR@{k} {q.estimate:.3f} is below the gate {run.threshold:.2f}",
             hint="use strategy='dual-write'",
         )
 
@@ -186,13 +194,13 @@ def run_shadow_eval(
             break
     else:
         if len(sample) >= MIN_EVAL_PAIRS:
-            # Procrustes only: one SVD, no tuning — an estimate; drift-adapter then fits every kind.
+            # Procrustes only: one SVD, no tuning, a lower bound; drift-adapter then fits every kind.
             trial = fit_best(
                 x_new, x_old, from_model=run.from_model, to_model=run.to_model, k=k, seed=seed,
-                kinds=("procrustes",),
+                kinds=("procrustes",), texts=sample.texts, collection_size=old.count(),
             )  # fmt: skip
             assert trial.quality is not None
-            run.arr, run.adapter_kind = trial.quality.arr, trial.kind
+            run.arr, run.adapter_kind = trial.quality.estimate, trial.kind
             adapter_info = {"source": "trial fit on this sample, not stored", **trial.quality.to_dict()}
     run.passed = None if run.arr is None or run.threshold is None else bool(run.arr >= run.threshold)
     run.metrics.update(

@@ -16,7 +16,8 @@ from deltalake import write_deltalake
 from airflow_provider_drift.engine.providers.base import EmbeddingProvider, Embeddings
 from airflow_provider_drift.engine.providers.shadow import ShadowProvider
 
-PAIRS_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "migration-pairs"
+#: real-model vectors shipped with the tests (tests/data/migration-pairs/README.md)
+PAIRS_DIR = Path(__file__).resolve().parents[1] / "data" / "migration-pairs"
 OLD = "local/all-MiniLM-L6-v2"  # 384-d (shadow vectors in these tests)
 NEW = "local/all-mpnet-base-v2"  # 768-d, same shadow family: an adapter works
 OTHER = "local/all-mpnet-base-v2@other"  # another shadow family: no linear map aligns it
@@ -25,7 +26,7 @@ CDF = {"delta.enableChangeDataFeed": "true"}
 
 @lru_cache(maxsize=1)
 def corpus() -> list[str]:
-    """6,000 real English sentences (CPython docstrings): a vocabulary far larger than any dimension."""
+    """2,000 real English sentences (CPython docstrings): a vocabulary far larger than any dimension."""
     with open(PAIRS_DIR / "texts.jsonl") as fh:
         return [json.loads(line)["text"] for line in fh]
 

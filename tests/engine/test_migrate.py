@@ -2,7 +2,7 @@
 
 Real parts throughout: Delta tables, the embedded Qdrant sink and a real
 PostgreSQL with pgvector, shadow models related the way real ones are, and the
-real all-MiniLM-L6-v2 / all-mpnet-base-v2 vectors of the shared corpus.
+real all-MiniLM-L6-v2 / all-mpnet-base-v2 vectors shipped in tests/data/migration-pairs.
 """
 
 from __future__ import annotations
@@ -431,7 +431,7 @@ def test_drift_adapter_fits_gates_stores_and_records_without_touching_the_index(
     assert (run.arr, run.overlap) == (pytest.approx(0.7567, abs=0.005), pytest.approx(0.8325, abs=0.005))
     assert run.adapter_path and Path(run.adapter_path).parent == tmp_path / "drift-home" / "adapters" / old
     adapter = DriftAdapter.load(run.adapter_path, from_model=OLD, to_model=NEW, d_new=768, d_old=384)
-    assert adapter.kind == run.adapter_kind and adapter.quality and adapter.quality.arr == run.arr
+    assert adapter.kind == run.adapter_kind and adapter.quality and adapter.quality.estimate == run.arr
     [rec] = ledger.adapters(run.sink)
     assert (rec["path"], rec["passed"], rec["arr"], rec["d_new"], rec["d_old"]) == (
         run.adapter_path,
