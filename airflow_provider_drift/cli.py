@@ -291,7 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="start",
         help="dual-write step (default: start)",
     )
-    p.add_argument("--threshold", type=float, help="quality gate on held-out ARR@10 (default: 0.5)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="gate on test-split ARR@10 at the collection's size (default: 0.5)",
+    )
     p.add_argument("--sample-size", type=int, help="paired texts (adapter: 5000) / texts (eval: 1000)")
     p.add_argument("--shadow-mode", action="store_true", help="deterministic offline vectors, no API key, $0")
     p.add_argument("--source", help="Delta/Parquet path of the texts, if the recorded source is not one")

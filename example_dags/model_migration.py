@@ -60,7 +60,13 @@ with DAG(
             enum=["auto", "drift-adapter", "dual-write"],
             description="auto: follow the shadow evaluation",
         ),
-        "threshold": Param(0.5, type="number", minimum=0, maximum=1, description="gate on held-out ARR@10"),
+        "threshold": Param(
+            0.5,
+            type="number",
+            minimum=0,
+            maximum=1,
+            description="gate on test-split ARR@10 at the collection's size",
+        ),
     },
     tags=["drift", "example", "migration"],
 ) as dag:

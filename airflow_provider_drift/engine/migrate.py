@@ -98,7 +98,8 @@ def migrate(
         frame/path, or ``{source name: frame/path}``. Default: the recorded source names.
     :param text_col/key_col: default: what the run that wrote the points recorded.
     :param sample_size: paired texts for ``drift-adapter`` (5000) / texts for ``shadow-eval`` (1000).
-    :param threshold: the gate on held-out ARR@k (default: ``adapter.DEFAULT_THRESHOLD``).
+    :param threshold: the gate on the ARR@k estimate at the collection's size (test split; default:
+        ``adapter.DEFAULT_THRESHOLD``).
     :param target_collection: dual-write: the new collection (default ``<base>__<model>``).
     :param alias: dual-write: the serving alias (default: the sink's name if it is an alias,
         else ``<base>_live``).

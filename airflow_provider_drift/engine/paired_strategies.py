@@ -79,7 +79,10 @@ def run_drift_adapter(
     adapter_dir: str | os.PathLike[str] | None,
     old: Sink,
 ) -> None:
-    """Fit on the paired sample, gate on held-out ARR@k, store and record; record a rejection too."""
+    """Fit on the paired sample, gate on test-split ARR@k at the collection's size, store and record.
+
+    A rejection is recorded too.
+    """
     from .adapter import MIN_EVAL_PAIRS, check_quality, fit_best
 
     if len(sample) < MIN_EVAL_PAIRS:

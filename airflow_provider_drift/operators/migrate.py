@@ -58,7 +58,8 @@ class MigrateOperator(SinkTaskMixin, BaseOperator):
     :param text_col: text column (default: recorded with the run that wrote the points) (templated).
     :param key_col: key column (default: recorded) (templated).
     :param sample_size: paired texts for the adapter (5000) or texts for the evaluation (1000) (templated).
-    :param threshold: the quality gate on held-out ARR@10 (default: the engine's, from evidence) (templated).
+    :param threshold: the quality gate on ARR@10 measured on a test split and estimated at the
+        collection's size (default: the engine's, from evidence) (templated).
     :param target_collection: dual-write: name of the new collection (templated).
     :param alias: dual-write: the serving alias readers query (templated).
     :param drop: ``finish``: drop the old collection; ``rollback``: drop the new one.
