@@ -167,6 +167,8 @@ def _erase_one(
             if existed:
                 proof["payload_before"] = {k: before[pid].payload.get(k) for k in _PROOF_FIELDS}
             proof["count_before"] = sink.count()
+            if row["deleted_at"] is None:  # see writer.py: invalidate, then delete
+                led.mark_pending(uri, [pid], run_id=record.run_id)
             sink.delete([pid])
             sink.flush()
             after = sink.fetch([pid], with_vectors=True)

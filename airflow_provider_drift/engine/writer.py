@@ -43,7 +43,7 @@ embed (new points) and a no-change re-run (nothing written) pay no extra
 write transaction; an update pays one small one per batch, taken before the
 sink write so a ledger locked by another writer holds the sink back instead
 of letting it run ahead. Deletes (watch, ``delete_missing``) mark the same
-way before the sink deletes (:meth:`Ledger.mark_pending` without hashes).
+way before the sink deletes (:meth:`Ledger.mark_pending` without hashes), and so does an erasure.
 
 Texts of batches not yet recorded are served from ``pending`` so a text
 repeated in a later batch is paid for once.
