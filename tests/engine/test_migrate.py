@@ -428,7 +428,8 @@ def test_drift_adapter_fits_gates_stores_and_records_without_touching_the_index(
     assert run.passed is True and run.threshold == 0.5
     assert run.n_points == N_FIT and run.n_embedded == N_FIT == len(provider.texts_sent)
     # Seeded sample, shadow vectors: the measures are reproducible (±0.005 for BLAS rounding in the fit).
-    assert (run.arr, run.overlap) == (pytest.approx(0.7567, abs=0.005), pytest.approx(0.8325, abs=0.005))
+    # They are the gate's: the test split's ARR@10, carried to the collection's size.
+    assert (run.arr, run.overlap) == (pytest.approx(0.7167, abs=0.005), pytest.approx(0.76, abs=0.005))
     assert run.adapter_path and Path(run.adapter_path).parent == tmp_path / "drift-home" / "adapters" / old
     adapter = DriftAdapter.load(run.adapter_path, from_model=OLD, to_model=NEW, d_new=768, d_old=384)
     assert adapter.kind == run.adapter_kind and adapter.quality and adapter.quality.estimate == run.arr
@@ -533,7 +534,7 @@ def test_shadow_eval_reports_agreement_and_changes_nothing(
     )
 
     assert same.n_points == N_FIT and same.overlap == pytest.approx(0.6798, abs=0.005)
-    assert same.arr == pytest.approx(0.7783, abs=0.005)
+    assert same.arr == pytest.approx(0.7019, abs=0.005)
     assert same.passed is True and same.metrics["recommended_strategy"] == "drift-adapter"
     assert same.metrics["adapter"]["source"].startswith("trial")
     assert other.overlap == pytest.approx(0.0958, abs=0.005) and other.passed is False
@@ -548,7 +549,7 @@ def test_shadow_eval_reports_agreement_and_changes_nothing(
         OLD, NEW, qdrant.uri(old), strategy="shadow-eval", shadow_mode=True, ledger=ledger, source=fit_table
     )
     assert again.metrics["adapter"]["source"] == "ledger" and again.adapter_path == fitted.adapter_path
-    assert (again.arr, again.overlap) == (pytest.approx(0.7433, abs=0.005), same.overlap)
+    assert (again.arr, again.overlap) == (pytest.approx(0.811, abs=0.005), same.overlap)
 
     migrate(
         OLD, NEW, qdrant.uri(old), strategy="dual-write", shadow_mode=True, ledger=ledger, source=fit_table
