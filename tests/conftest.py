@@ -10,7 +10,12 @@ import pytest
 
 from tests.fixtures.ci import in_ci
 
-pytest_plugins = ["tests.fixtures.pg", "tests.fixtures.openai_server", "tests.fixtures.spark"]
+pytest_plugins = [
+    "tests.fixtures.pg",
+    "tests.fixtures.openai_server",
+    "tests.fixtures.spark",
+    "tests.fixtures.ledgers",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

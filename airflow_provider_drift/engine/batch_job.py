@@ -68,7 +68,7 @@ class BatchEmbedJob:
 
 def manifest_path(ledger: Ledger, run_id: str) -> Path:
     """Where a job's positions → content hashes are kept: beside the ledger every task already shares."""
-    return Path(ledger.path).parent / "batch-jobs" / f"{run_id}.json"
+    return ledger.local_dir / "batch-jobs" / f"{run_id}.json"
 
 
 def find_open_job(ledger: Ledger, resume_key: str, *, submitted: bool = True) -> BatchEmbedJob | None:

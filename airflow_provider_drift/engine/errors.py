@@ -158,6 +158,10 @@ class LedgerBusyError(LedgerError, TransientError):
     """Another process held the ledger's write lock past the wait budget; a retry may get it."""
 
 
+class LedgerUnavailableError(LedgerError, TransientError):
+    """The ledger's database server could not be reached or dropped the connection."""
+
+
 class StorageFullError(TransientError):
     """A local disk drift writes to (the ledger, an embedded collection) has no room: free space, retry."""
 

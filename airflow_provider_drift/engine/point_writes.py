@@ -187,7 +187,7 @@ class PointWriter:
         self.reuse = reuse
         self.store_text = store_text
         self._lock = threading.Lock()
-        self.writer = BatchWriter(sink, ledger.path, on_written=self._add_written)
+        self.writer = BatchWriter(sink, ledger.location, on_written=self._add_written)
 
     def __enter__(self) -> PointWriter:
         return self

@@ -62,6 +62,6 @@ class DriftLedgerHook(BaseHook):
     def test_connection(self) -> tuple[bool, str]:
         try:
             with self.get_ledger() as ledger:
-                return True, f"ledger at {ledger.path} is readable"
+                return True, f"ledger at {ledger.location} is readable"
         except Exception as exc:
             return False, str(exc)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from .connection import LedgerConnection
+from .location import LedgerLocation
 
 
 def utc_now() -> str:
@@ -24,7 +24,15 @@ def from_json(text: str | None) -> Any:
 
 
 class LedgerPart:
-    """Base of the ledger mixins: they all share one connection."""
+    """Base of the ledger mixins: they all share one connection.
+
+    ``_db`` is the backend's connection (``LedgerConnection`` for SQLite,
+    ``PgLedgerConnection`` for PostgreSQL): both offer ``write()`` (one
+    transaction yielding a connection with ``execute``/``executemany``/
+    ``lock``), ``query()`` and ``read_only``; the parts' SQL is written once
+    for both (see ``pg_connection.py``).
+    """
 
     _db: LedgerConnection
-    path: Path
+    #: what ``Ledger(...)`` opens again: the SQLite file, or the PostgreSQL URL (password kept out of str())
+    location: LedgerLocation

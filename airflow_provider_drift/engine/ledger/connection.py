@@ -75,6 +75,18 @@ def resolve_ledger_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(text).expanduser()
 
 
+class SqliteLedgerConnection(sqlite3.Connection):
+    """The connection a write block sees; ``lock`` is the port's row-lock call, a no-op here.
+
+    Every SQLite write transaction is ``BEGIN IMMEDIATE``: it already holds
+    the whole database, so a read-then-write inside it needs no further lock.
+    (PostgreSQL takes an advisory lock on the key, see ``pg_connection.py``.)
+    """
+
+    def lock(self, *key: object) -> None:
+        del key
+
+
 class LedgerConnection:
     """A serialised sqlite3 connection with explicit write transactions.
 
@@ -153,12 +165,21 @@ class LedgerConnection:
         try:
             if not self.read_only:
                 return sqlite3.connect(
-                    str(path), timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                    str(path),
+                    timeout=_BUSY_TIMEOUT_S,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    factory=SqliteLedgerConnection,
                 )
             uri = f"file:{quote(str(path.absolute()))}?mode=ro"
             try:
                 conn = sqlite3.connect(
-                    uri, uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                    uri,
+                    uri=True,
+                    timeout=_BUSY_TIMEOUT_S,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    factory=SqliteLedgerConnection,
                 )
                 conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
                 return conn
@@ -173,7 +194,11 @@ class LedgerConnection:
                         "to a writable folder",
                     ) from None
                 return sqlite3.connect(
-                    uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False
+                    uri + "&immutable=1",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    factory=SqliteLedgerConnection,
                 )
         except DriftError:
             raise
@@ -226,7 +251,7 @@ class LedgerConnection:
             raise _translate(exc, self.path, action) from exc
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Iterator[SqliteLedgerConnection]:
         """Run the block in one IMMEDIATE transaction; commit on success, roll back on error."""
         if self._full is not None:
             raise self._full
@@ -238,7 +263,7 @@ class LedgerConnection:
         with self._lock, self._translated("write"):
             self._retrying(lambda: self._conn.execute("BEGIN IMMEDIATE"))
             try:
-                yield self._conn
+                yield self._conn  # type: ignore[misc]
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")

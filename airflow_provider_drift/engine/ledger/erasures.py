@@ -36,11 +36,11 @@ class ErasuresPart(LedgerPart):
                 " run_id, source_version, created_at, updated_at, deleted_at, deleted_run_id,"
                 " deleted_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (sink, point_id) DO UPDATE"
-                " SET deleted_at=COALESCE(deleted_at, excluded.deleted_at),"
-                " deleted_run_id=COALESCE(deleted_run_id, excluded.deleted_run_id),"
+                " SET deleted_at=COALESCE(vectors.deleted_at, excluded.deleted_at),"
+                " deleted_run_id=COALESCE(vectors.deleted_run_id, excluded.deleted_run_id),"
                 " deleted_version=excluded.deleted_version, source_version=excluded.source_version,"
                 " updated_at=excluded.updated_at, pending_run=NULL"
-                " WHERE source_version IS NULL OR source_version < excluded.source_version",
+                " WHERE vectors.source_version IS NULL OR vectors.source_version < excluded.source_version",
                 [
                     (
                         sink,

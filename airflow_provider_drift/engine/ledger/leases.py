@@ -48,17 +48,18 @@ class LeasesPart(LedgerPart):
                 )
             time.sleep(poll_s)
         key = (source, sink, holder)
-        HEARTBEAT.add_lease(self.path, key)
+        HEARTBEAT.add_lease(self.location, key)
         try:
             yield holder
         finally:
-            HEARTBEAT.drop_lease(self.path, key)
+            HEARTBEAT.drop_lease(self.location, key)
             with self._db.write() as conn:
                 conn.execute("DELETE FROM leases WHERE source=? AND sink=? AND holder=?", key)
 
     def _try_lease(self, source: str, sink: str, holder: str) -> tuple[str, int, str] | None:
         """Take the lease if it is free or its holder is gone; else return (host, pid, since)."""
         with self._db.write() as conn:
+            conn.lock("lease", source, sink)  # read-then-take: no other transaction may take it between
             row = conn.execute(
                 "SELECT host, pid, acquired_at, heartbeat_at FROM leases WHERE source=? AND sink=?",
                 (source, sink),
@@ -67,8 +68,10 @@ class LeasesPart(LedgerPart):
                 return str(row["host"]), int(row["pid"]), str(row["acquired_at"])
             now = utc_now()
             conn.execute(
-                "INSERT OR REPLACE INTO leases (source, sink, holder, host, pid, acquired_at, heartbeat_at)"
-                " VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO leases (source, sink, holder, host, pid, acquired_at, heartbeat_at)"
+                " VALUES (?,?,?,?,?,?,?) ON CONFLICT (source, sink) DO UPDATE SET holder=excluded.holder,"
+                " host=excluded.host, pid=excluded.pid, acquired_at=excluded.acquired_at,"
+                " heartbeat_at=excluded.heartbeat_at",
                 (source, sink, holder, HOST, os.getpid(), now, now),
             )
         return None

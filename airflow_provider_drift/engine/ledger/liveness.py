@@ -15,10 +15,9 @@ import os
 import socket
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
-from .connection import LedgerConnection
-from .schema import SCHEMA_VERSION, ensure_schema
+from .location import LedgerLocation
 
 log = logging.getLogger(__name__)
 
@@ -71,26 +70,26 @@ class _Heartbeat:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._runs: dict[Path, set[str]] = {}
-        self._leases: dict[Path, set[tuple[str, str, str]]] = {}
+        self._runs: dict[LedgerLocation, set[str]] = {}
+        self._leases: dict[LedgerLocation, set[tuple[str, str, str]]] = {}
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
 
-    def add_run(self, path: Path, run_id: str) -> None:
+    def add_run(self, path: LedgerLocation, run_id: str) -> None:
         with self._lock:
             self._runs.setdefault(path, set()).add(run_id)
             self._start()
 
-    def drop_run(self, path: Path, run_id: str) -> None:
+    def drop_run(self, path: LedgerLocation, run_id: str) -> None:
         with self._lock:
             self._runs.get(path, set()).discard(run_id)
 
-    def add_lease(self, path: Path, key: tuple[str, str, str]) -> None:
+    def add_lease(self, path: LedgerLocation, key: tuple[str, str, str]) -> None:
         with self._lock:
             self._leases.setdefault(path, set()).add(key)
             self._start()
 
-    def drop_lease(self, path: Path, key: tuple[str, str, str]) -> None:
+    def drop_lease(self, path: LedgerLocation, key: tuple[str, str, str]) -> None:
         with self._lock:
             self._leases.get(path, set()).discard(key)
 
@@ -100,7 +99,7 @@ class _Heartbeat:
             self._thread.start()
 
     def _loop(self) -> None:
-        conns: dict[Path, LedgerConnection] = {}
+        conns: dict[LedgerLocation, Any] = {}
         while not self._wake.wait(HEARTBEAT_S):
             with self._lock:
                 paths = {*self._runs, *self._leases}
@@ -111,10 +110,7 @@ class _Heartbeat:
                         conns.pop(path).close()
                     continue
                 try:
-                    conn = conns.get(path) or conns.setdefault(
-                        path,
-                        LedgerConnection(path, schema_version=SCHEMA_VERSION, ensure_schema=ensure_schema),
-                    )
+                    conn = conns.get(path) or conns.setdefault(path, open_connection(path))
                     now = datetime.now(UTC).isoformat(timespec="microseconds")
                     with conn.write() as c:
                         c.executemany(
@@ -127,6 +123,20 @@ class _Heartbeat:
                         )
                 except Exception as exc:  # a missed beat is retried; only a long silence matters
                     log.warning("heartbeat to the ledger %s failed: %s", path, exc)
+
+
+def open_connection(location: LedgerLocation) -> Any:
+    """A connection of its own to the ledger at ``location`` (the heartbeat must not share a run's)."""
+    from pathlib import Path
+
+    if isinstance(location, Path):
+        from .connection import LedgerConnection
+        from .schema import SCHEMA_VERSION, ensure_schema
+
+        return LedgerConnection(location, schema_version=SCHEMA_VERSION, ensure_schema=ensure_schema)
+    from .pg_connection import PgLedgerConnection
+
+    return PgLedgerConnection(location)
 
 
 HEARTBEAT = _Heartbeat()

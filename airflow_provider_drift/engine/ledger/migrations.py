@@ -48,6 +48,7 @@ class MigrationsPart(LedgerPart):
         history = [{"state": state, "at": now}]
         with self._db.write() as conn:
             if exclusive:
+                conn.lock("migrations", sink)  # check-then-insert: one open migration per sink
                 row = conn.execute(
                     "SELECT migration_id, to_model, state FROM migrations WHERE sink=? AND state IN"
                     f" ({','.join('?' * len(OPEN_STATES))})",
@@ -94,6 +95,7 @@ class MigrationsPart(LedgerPart):
         if state not in STATES:
             raise ValueError(f"unknown migration state {state!r}")
         with self._db.write() as conn:
+            conn.lock("migration", migration_id)  # compare-and-set: two tasks racing cannot both win
             row = conn.execute("SELECT * FROM migrations WHERE migration_id=?", (migration_id,)).fetchone()
             if row is None:
                 raise MigrationError(

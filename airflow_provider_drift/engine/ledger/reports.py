@@ -31,9 +31,10 @@ class ReportsPart(LedgerPart):
         expr = _GROUP[by]
         where = "WHERE status IN ('success', 'failed')" + (" AND started_at >= ?" if since else "")
         rows = self._db.query(
-            f"SELECT {expr} AS {by}, ROUND(COALESCE(SUM(CASE WHEN cost_known THEN cost_usd END), 0), 8)"
+            f"SELECT {expr} AS {by},"
+            " ROUND(CAST(COALESCE(SUM(CASE WHEN cost_known != 0 THEN cost_usd END), 0) AS NUMERIC), 8)"
             " AS cost_usd, SUM(tokens) AS tokens, SUM(n_embedded) AS n_embedded, COUNT(*) AS runs,"
-            f" SUM(CASE WHEN cost_known THEN 0 ELSE 1 END) AS unpriced_runs FROM runs {where}"
+            f" SUM(CASE WHEN cost_known != 0 THEN 0 ELSE 1 END) AS unpriced_runs FROM runs {where}"
             f" GROUP BY {expr} ORDER BY cost_usd DESC, {by}",
             (since,) if since else (),
         )
@@ -45,8 +46,9 @@ class ReportsPart(LedgerPart):
     def sink_totals(self, sink: str) -> dict[str, Any]:
         """Finished runs of one sink and their known cost (unpriced runs counted apart)."""
         row = self._db.query(
-            "SELECT COUNT(*) AS runs, COALESCE(SUM(CASE WHEN cost_known THEN cost_usd END), 0) AS cost_usd,"
-            " COALESCE(SUM(CASE WHEN cost_known THEN 0 ELSE 1 END), 0) AS unpriced_runs FROM runs"
+            "SELECT COUNT(*) AS runs, COALESCE(SUM(CASE WHEN cost_known != 0 THEN cost_usd END), 0)"
+            " AS cost_usd, COALESCE(SUM(CASE WHEN cost_known != 0 THEN 0 ELSE 1 END), 0) AS unpriced_runs"
+            " FROM runs"
             " WHERE sink=? AND status IN ('success', 'failed')",
             (sink,),
         )[0]

@@ -72,7 +72,7 @@ class RunsPart(LedgerPart):
                     now,
                 ),
             )
-        HEARTBEAT.add_run(self.path, run_id)
+        HEARTBEAT.add_run(self.location, run_id)
         return run_id
 
     def mark_abandoned(self) -> list[str]:
@@ -105,7 +105,7 @@ class RunsPart(LedgerPart):
         """Close a run with its final counts; ``record`` is the run record's ``to_dict()``."""
         values = {col: next((record[k] for k in keys if k in record), 0) for col, keys in _COUNTS.items()}
         cost = record.get("cost_usd")
-        HEARTBEAT.drop_run(self.path, run_id)
+        HEARTBEAT.drop_run(self.location, run_id)
         with self._db.write() as conn:
             row = conn.execute("SELECT details FROM runs WHERE run_id=?", (run_id,)).fetchone()
             details = (from_json(row["details"]) if row else None) or {}
@@ -142,7 +142,7 @@ class RunsPart(LedgerPart):
             try:
                 self.mark_abandoned()
             except (LedgerError, StorageFullError) as exc:
-                log.warning("could not mark abandoned runs in %s: %s", self.path, exc)
+                log.warning("could not mark abandoned runs in %s: %s", self.location, exc)
         if sink is None:
             rows = self._db.query("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,))
         else:

@@ -170,6 +170,7 @@ class VectorsPart(LedgerPart):
         """
         now = utc_now()
         with self._db.write() as conn:
+            conn.lock("sink", sink)  # two first runs into one sink: one records the schemes, one is checked
             row = conn.execute(
                 "SELECT point_id_scheme, vector_scheme FROM sinks WHERE sink=?", (sink,)
             ).fetchone()
@@ -191,8 +192,8 @@ class VectorsPart(LedgerPart):
                 " vector_scheme) VALUES (?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (sink) DO UPDATE SET model=excluded.model, dim=excluded.dim,"
                 " distance=excluded.distance, updated_at=excluded.updated_at,"
-                " point_id_scheme=COALESCE(point_id_scheme, excluded.point_id_scheme),"
-                " vector_scheme=COALESCE(vector_scheme, excluded.vector_scheme)",
+                " point_id_scheme=COALESCE(sinks.point_id_scheme, excluded.point_id_scheme),"
+                " vector_scheme=COALESCE(sinks.vector_scheme, excluded.vector_scheme)",
                 (sink, model, dim, distance, now, now, POINT_ID_SCHEME, vector_scheme),
             )
 
@@ -254,6 +255,26 @@ class VectorsPart(LedgerPart):
         """
         if not point_ids:
             return 0
+        found = self._pending_candidates(sink, point_ids, run_id=run_id, hashes=hashes, model=model)
+        if not found:
+            return 0
+        with self._db.write() as conn:
+            conn.executemany(
+                "UPDATE vectors SET pending_run=? WHERE sink=? AND point_id=? AND deleted_at IS NULL",
+                [(run_id, sink, pid) for pid in found],
+            )
+        return len(found)
+
+    def _pending_candidates(
+        self,
+        sink: str,
+        point_ids: Sequence[str],
+        *,
+        run_id: str,
+        hashes: Sequence[str] | None,
+        model: str | None,
+    ) -> list[str]:
+        """The points of ``mark_pending`` the ledger records as live with another text or model."""
         if hashes is None:
             found = self._db.query(
                 "SELECT v.point_id FROM json_each(?) AS j JOIN vectors AS v ON v.point_id = j.value"
@@ -267,14 +288,7 @@ class VectorsPart(LedgerPart):
                 " AND (v.content_hash != j.value ->> 1 OR v.model != ?4 OR v.pending_run IS NOT NULL)",
                 (json.dumps(list(zip(point_ids, hashes, strict=True))), sink, run_id, model),
             )
-        if not found:
-            return 0
-        with self._db.write() as conn:
-            conn.executemany(
-                "UPDATE vectors SET pending_run=? WHERE sink=? AND point_id=? AND deleted_at IS NULL",
-                [(run_id, sink, r[0]) for r in found],
-            )
-        return len(found)
+        return [r[0] for r in found]
 
     def unsettled(self, sink: str, *, chunk: int = 1000) -> Iterator[list[dict[str, Any]]]:
         """Marked points whose run is over (finished, failed or abandoned), in chunks by point id."""
@@ -344,7 +358,8 @@ class VectorsPart(LedgerPart):
                 " run_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (point_id, sink) DO UPDATE SET content_hash=excluded.content_hash,"
                 " model=excluded.model, updated_at=excluded.updated_at, deleted_at=NULL,"
-                " deleted_run_id=NULL, deleted_version=NULL, pending_run=NULL WHERE deleted_at IS NOT NULL",
+                " deleted_run_id=NULL, deleted_version=NULL, pending_run=NULL"
+                " WHERE vectors.deleted_at IS NOT NULL",
                 [
                     (sink, pid, src, key, h, HASH_SCHEME, m, run, now, now)
                     for pid, src, key, h, m, run in points

@@ -15,7 +15,8 @@ class WatermarksPart(LedgerPart):
         with self._db.write() as conn:
             conn.execute(
                 "INSERT INTO watermarks (source, sink, version, run_id, updated_at) VALUES (?,?,?,?,?)"
-                " ON CONFLICT (source, sink) DO UPDATE SET version=MAX(version, excluded.version),"
+                " ON CONFLICT (source, sink) DO UPDATE SET version=CASE WHEN excluded.version"
+                " > watermarks.version THEN excluded.version ELSE watermarks.version END,"
                 " run_id=excluded.run_id, updated_at=excluded.updated_at",
                 (source, sink, version, run_id, utc_now()),
             )
