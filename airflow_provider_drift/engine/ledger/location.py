@@ -85,7 +85,7 @@ def resolve_location(location: str | os.PathLike[str] | PostgresLedgerURL | None
             raise ConfigError(
                 f"the SQLite ledger URL {text} has a host part", hint="write sqlite:///PATH (three slashes)"
             )
-        return Path(rest.partition("?")[0]).expanduser()
+        return Path("/" + rest.partition("?")[0].lstrip("/"))  # sqlite:////abs (SQLAlchemy's) too
     if scheme in PG_SCHEMES:
         return parse_postgres_url(text)
     raise ConfigError(

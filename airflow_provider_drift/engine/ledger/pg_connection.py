@@ -153,6 +153,8 @@ class PgLedgerConnection:
         self.url = url
         self._lock = threading.RLock()
         self._conn: Any = None
+        #: how many connections were opened: session state (temporary tables) lives in one only
+        self.generation = 0
 
     # -- connecting ------------------------------------------------------------------------------
 
@@ -177,6 +179,7 @@ class PgLedgerConnection:
             conn.close()
             raise self.translate(exc, "open") from None
         self._conn = conn
+        self.generation += 1
         return conn
 
     def _connect_error(self, exc: Exception) -> DriftError:

@@ -119,5 +119,19 @@ class PgVectorsPart(VectorsPart):
             yield ids[i : i + chunk]
 
     def clear_seen(self) -> None:
+        self._seen_on = None
         with self._db.session() as conn:
             conn.execute("DROP TABLE IF EXISTS pg_temp.seen_points")
+
+    def _check_seen(self) -> None:
+        """Refuse to go on if the connection holding the seen points was lost: every point would look
+        unseen, and a pass that prunes would delete them all."""
+        if self._seen_on is not None and self._seen_on != self._db.generation:
+            from ..errors import LedgerUnavailableError
+
+            self._seen_on = None
+            raise LedgerUnavailableError(
+                f"lost the connection to the ledger at {self._db.url} during a full pass, and with it "
+                "the points that pass had seen",
+                hint="re-run: nothing was pruned, and the re-run finds the rows already written",
+            )
