@@ -18,6 +18,8 @@ from .vectors import VectorsPart, VectorState
 
 _SEEN_TABLE = 'CREATE TEMP TABLE IF NOT EXISTS seen_points (point_id TEXT COLLATE "C" PRIMARY KEY)'
 
+_SEEN_TABLE = 'CREATE TEMP TABLE IF NOT EXISTS seen_points (point_id TEXT COLLATE "C" PRIMARY KEY)'
+
 
 class PgVectorsPart(VectorsPart):
     _db: PgLedgerConnection  # type: ignore[assignment]
@@ -94,11 +96,14 @@ class PgVectorsPart(VectorsPart):
             )
         return [r[0] for r in rows]
 
+    _seen_on: int | None = None
+
     def mark_seen(self, point_ids: Sequence[str]) -> None:
         with self._db.session() as conn:
-            conn.execute(
-                'CREATE TEMP TABLE IF NOT EXISTS seen_points (point_id TEXT COLLATE "C" PRIMARY KEY)'
-            )
+            if self._seen_on is None:
+                self._seen_on = self._db.generation
+            self._check_seen()
+            conn.execute(_SEEN_TABLE)
             conn.execute(
                 "INSERT INTO pg_temp.seen_points SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
                 (list(point_ids),),
@@ -106,9 +111,8 @@ class PgVectorsPart(VectorsPart):
 
     def unseen_points(self, sink: str, source: str, *, chunk: int = 5000) -> Iterator[list[str]]:
         with self._db.session() as conn:
-            conn.execute(
-                'CREATE TEMP TABLE IF NOT EXISTS seen_points (point_id TEXT COLLATE "C" PRIMARY KEY)'
-            )
+            self._check_seen()
+            conn.execute(_SEEN_TABLE)
         rows = self._db.query(
             "SELECT point_id FROM vectors AS v WHERE sink=? AND source=? AND deleted_at IS NULL"
             " AND NOT EXISTS (SELECT 1 FROM pg_temp.seen_points AS s WHERE s.point_id = v.point_id)",
