@@ -7,6 +7,7 @@ the PostgreSQL ledger cannot drift from the embedded default.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -362,3 +363,28 @@ def test_only_one_of_many_racing_processes_opens_a_migration(ledger_location: st
     for p in procs:
         p.join(60)
     assert results == ["created", "refused", "refused", "refused"]
+
+
+def test_taking_a_lease_waits_for_a_transaction_that_is_taking_it(ledger_location: str) -> None:
+    """The read-then-take of a lease is one locked step: a taker that read "free" while another
+    transaction was taking it would hold the lease beside it."""
+    import threading
+
+    from airflow_provider_drift.engine.ledger.liveness import HOST
+
+    with Ledger(ledger_location) as first, Ledger(ledger_location) as second:
+        outcome: list[object] = []
+        with first._db.write() as conn:
+            conn.lock("lease", "src", "s")  # what first._try_lease does before it reads
+            taker = threading.Thread(target=lambda: outcome.append(second._try_lease("src", "s", "second")))
+            taker.start()
+            taker.join(0.5)
+            assert taker.is_alive() and outcome == []  # waiting, not reading the lease as free
+            conn.execute(
+                "INSERT INTO leases (source, sink, holder, host, pid, acquired_at, heartbeat_at)"
+                " VALUES ('src', 's', 'first', ?, ?, '2026-01-01', ?)",
+                (HOST, os.getpid(), datetime.now(UTC).isoformat()),
+            )
+        taker.join(60)
+        assert outcome == [(HOST, os.getpid(), "2026-01-01")]  # it saw the lease the first one took
+        assert [tuple(r) for r in first._db.query("SELECT holder FROM leases")] == [("first",)]

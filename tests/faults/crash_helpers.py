@@ -130,7 +130,7 @@ def run_and_kill(
     return upserts
 
 
-def assert_exact(sink_uri: str, ledger: Path, source: str, rows: dict[str, Any]) -> None:
+def assert_exact(sink_uri: str, ledger: Path | str, source: str, rows: dict[str, Any]) -> None:
     """Key by key: the ledger records the source's text, and the point holds that text's vector."""
     keys = [str(k) for k in rows["id"]]
     bodies = list(rows["body"])
