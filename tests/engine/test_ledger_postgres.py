@@ -253,3 +253,16 @@ def test_a_full_pass_that_lost_its_connection_prunes_nothing(pg_dsn: str, pg_sch
             list(led.unseen_points("s", "src"))
         led.clear_seen()
         assert led.live_count("s") == 4
+
+
+def test_a_reader_of_a_missing_ledger_creates_nothing(
+    pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schema = f"missing_{uuid.uuid4().hex[:8]}"
+    url = pg_ledger_url(pg_dsn, schema)
+    with pytest.raises(LedgerError, match="no ledger at"):
+        Ledger(url, create=False)
+    assert main(["runs", "--ledger", url]) == 2
+    assert "no ledger at postgresql://" in capsys.readouterr().err
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname=%s", (schema,)).fetchall() == []
