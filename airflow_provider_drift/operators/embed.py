@@ -245,9 +245,8 @@ class EmbedOperator(SinkTaskMixin, BaseOperator):
 
     def _abandon(self, resume_key: str, *, reason: str) -> list[str]:
         from airflow_provider_drift.engine.batch_embed import abandon_job, open_job
-        from airflow_provider_drift.engine.ledger import Ledger
 
-        with Ledger(DriftLedgerHook(drift_ledger_conn_id=self.ledger_conn_id).get_path()) as ledger:
+        with DriftLedgerHook(drift_ledger_conn_id=self.ledger_conn_id).get_ledger() as ledger:
             job = open_job(ledger, resume_key, submitted=False)
             if job is None:
                 return []

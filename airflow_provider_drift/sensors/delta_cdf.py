@@ -101,11 +101,22 @@ class DeltaCDFSensor(BaseSensorOperator):
         self.deferrable = deferrable
 
     @cached_property
-    def ledger_path(self) -> str:
-        """The ledger file, resolved on the worker so the triggerer reads the same one."""
-        from airflow_provider_drift.engine.ledger import resolve_ledger_path
+    def ledger_location(self) -> Any:
+        """The ledger, resolved on the worker so the triggerer reads the same one."""
+        from airflow_provider_drift.engine.ledger import resolve_location
 
-        return str(resolve_ledger_path(DriftLedgerHook(drift_ledger_conn_id=self.ledger_conn_id).get_path()))
+        return resolve_location(DriftLedgerHook(drift_ledger_conn_id=self.ledger_conn_id).get_location())
+
+    @cached_property
+    def ledger_path(self) -> str:
+        """The ledger as the trigger is given it: a file, or a PostgreSQL URL without its password."""
+        return str(self.ledger_location)
+
+    @property
+    def _ledger_is_remote(self) -> bool:
+        from airflow_provider_drift.engine.ledger import PostgresLedgerURL
+
+        return isinstance(self.ledger_location, PostgresLedgerURL)
 
     @cached_property
     def sink_uri(self) -> str:
@@ -119,7 +130,7 @@ class DeltaCDFSensor(BaseSensorOperator):
             sink_schema=self.sink_schema,
         )
         with engine_errors():
-            return recorded_sink_uri(spec.uri, ledger=self.ledger_path)
+            return recorded_sink_uri(spec.uri, ledger=self.ledger_location)
 
     @cached_property
     def source(self) -> str:
@@ -137,7 +148,7 @@ class DeltaCDFSensor(BaseSensorOperator):
             return check_changes(
                 self.table,
                 sink_uri=self.sink_uri,
-                ledger=self.ledger_path,
+                ledger=self.ledger_location,
                 source=self.source,
                 interval=self._interval(context),
                 min_versions=self.min_versions,
@@ -166,6 +177,8 @@ class DeltaCDFSensor(BaseSensorOperator):
                 source=self.source,
                 sink_uri=self.sink_uri,
                 ledger_path=self.ledger_path,
+                # a PostgreSQL ledger's password stays in the connection, never in the trigger row
+                ledger_conn_id=self.ledger_conn_id if self._ledger_is_remote else None,
                 interval_start=interval[0].isoformat() if interval else None,
                 interval_end=interval[1].isoformat() if interval else None,
                 min_versions=self.min_versions,

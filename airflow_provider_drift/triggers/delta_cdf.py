@@ -37,6 +37,8 @@ class DeltaCDFTrigger(BaseTrigger):
     :param source: the table's canonical source name (as recorded in the ledger).
     :param sink_uri: the sink's identity as the ledger records it.
     :param ledger_path: the ledger file (resolved on the worker).
+    :param ledger_conn_id: for a PostgreSQL ledger, the connection to open it with (the URL in
+        ``ledger_path`` has no password); None for a file.
     :param interval_start: ISO start of the data interval (interval mode), else None.
     :param interval_end: ISO end of the data interval (interval mode), else None.
     :param min_versions: commits needed.
@@ -51,6 +53,7 @@ class DeltaCDFTrigger(BaseTrigger):
         source: str,
         sink_uri: str,
         ledger_path: str,
+        ledger_conn_id: str | None = None,
         interval_start: str | None = None,
         interval_end: str | None = None,
         min_versions: int = 1,
@@ -62,6 +65,7 @@ class DeltaCDFTrigger(BaseTrigger):
         self.source = source
         self.sink_uri = sink_uri
         self.ledger_path = ledger_path
+        self.ledger_conn_id = ledger_conn_id
         self.interval_start = interval_start
         self.interval_end = interval_end
         self.min_versions = min_versions
@@ -76,6 +80,7 @@ class DeltaCDFTrigger(BaseTrigger):
                 "source": self.source,
                 "sink_uri": self.sink_uri,
                 "ledger_path": self.ledger_path,
+                "ledger_conn_id": self.ledger_conn_id,
                 "interval_start": self.interval_start,
                 "interval_end": self.interval_end,
                 "min_versions": self.min_versions,
@@ -90,6 +95,13 @@ class DeltaCDFTrigger(BaseTrigger):
             return None
         return datetime.fromisoformat(self.interval_start), datetime.fromisoformat(self.interval_end)
 
+    def _ledger(self) -> Any:
+        if self.ledger_conn_id is None:
+            return self.ledger_path
+        from airflow_provider_drift.hooks.ledger import DriftLedgerHook
+
+        return DriftLedgerHook(drift_ledger_conn_id=self.ledger_conn_id).get_location()
+
     def check(self) -> Any:
         """One blocking check (ledger + Delta log); run it in a thread."""
         from airflow_provider_drift.engine.pending import check_changes
@@ -97,7 +109,7 @@ class DeltaCDFTrigger(BaseTrigger):
         return check_changes(
             self.table,
             sink_uri=self.sink_uri,
-            ledger=self.ledger_path,
+            ledger=self._ledger(),
             source=self.source,
             interval=self.interval,
             min_versions=self.min_versions,

@@ -3,9 +3,7 @@ schemas."""
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -17,10 +15,7 @@ from airflow_provider_drift.cli import main
 from airflow_provider_drift.engine.errors import ConfigError, LedgerError, TerminalError, TransientError
 from airflow_provider_drift.engine.ledger import SCHEMA_VERSION, Ledger, PostgresLedgerURL, resolve_location
 from airflow_provider_drift.engine.ledger.postgres import PostgresLedger
-from tests.fixtures.ledgers import pg_ledger_url
-from tests.fixtures.pg import PgServer
-
-SECRET = "s3cr3t-Pa55"
+from tests.fixtures.ledgers import SECRET, pg_ledger_url, role_url
 
 
 def test_a_postgres_url_is_never_taken_as_a_file_path(
@@ -75,48 +70,6 @@ def test_files_sqlite_urls_and_the_environment_choose_the_backend(
     assert "pw" not in repr(parsed) and "password=pw" in parsed.conninfo
 
 
-# --- a role with a password (the suite's server trusts everyone else) -----------------------------
-
-
-@pytest.fixture
-def password_role(pg_server: PgServer | None, pg_dsn: str) -> Iterator[str]:
-    """A role that must log in with SECRET; returns its name."""
-    if pg_server is None:
-        if os.environ.get("CI"):
-            pytest.fail("the password tests need the suite's own PostgreSQL (DRIFT_TEST_PG_DSN is set)")
-        pytest.skip("the password tests edit pg_hba.conf of the suite's own server")
-    role = f"drift_pw_{uuid.uuid4().hex[:8]}"
-    hba = pg_server.data_dir / "pg_hba.conf"
-    before = hba.read_text()
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), SECRET))
-        conn.execute(sql.SQL("GRANT CREATE ON DATABASE postgres TO {}").format(sql.Identifier(role)))
-        hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n{before}")
-        conn.execute("SELECT pg_reload_conf()")
-    try:
-        yield role
-    finally:
-        with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            hba.write_text(before)
-            conn.execute("SELECT pg_reload_conf()")
-            rows = conn.execute(
-                "SELECT nspname FROM pg_namespace"
-                " WHERE nspowner = (SELECT oid FROM pg_roles WHERE rolname=%s)",
-                (role,),
-            ).fetchall()
-            for (schema,) in rows:
-                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-            conn.execute(sql.SQL("REVOKE CREATE ON DATABASE postgres FROM {}").format(sql.Identifier(role)))
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
-
-
-def _role_url(pg_dsn: str, role: str, password: str, schema: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    dsn = make_conninfo(**{**conninfo_to_dict(pg_dsn), "user": role})
-    return pg_ledger_url(dsn, schema, password=password)
-
-
 def test_the_password_is_never_stored_logged_or_shown(
     tmp_path: Path,
     pg_dsn: str,
@@ -127,7 +80,7 @@ def test_the_password_is_never_stored_logged_or_shown(
     from airflow_provider_drift.engine.embed import embed
 
     caplog.set_level("DEBUG")
-    url = _role_url(pg_dsn, password_role, SECRET, "ledger_secret")
+    url = role_url(pg_dsn, password_role, SECRET, "ledger_secret")
     data = pa.table({"id": [1, 2, 3], "body": ["a", "b", "c"]})
     sink = f"qdrant+local://{tmp_path}/q/c"
     model = "openai/text-embedding-3-small"
@@ -157,7 +110,7 @@ def test_a_wrong_password_is_terminal_exit_2_and_never_echoed(
     pg_dsn: str, password_role: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     wrong = "not-" + SECRET
-    url = _role_url(pg_dsn, password_role, wrong, "ledger_wrong")
+    url = role_url(pg_dsn, password_role, wrong, "ledger_wrong")
     with pytest.raises(LedgerError) as info:
         Ledger(url)
     assert isinstance(info.value, TerminalError)
