@@ -23,7 +23,11 @@ from .engine.errors import DriftError, LedgerError, render_hint
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ledger", help="ledger file (default: $DRIFT_LEDGER_PATH or ~/.drift/ledger.db)")
+    p.add_argument(
+        "--ledger",
+        help="ledger file or postgresql://USER:PASS@HOST/DB?schema=S URL "
+        "(default: $DRIFT_LEDGER_URL, $DRIFT_LEDGER_PATH or ~/.drift/ledger.db)",
+    )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
 
 
@@ -310,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(handler=cmd_migrate, render=_render_migrate)
 
+    from .cli_ledger import add_ledger_commands
+
+    add_ledger_commands(sub)
     return parser
 
 
