@@ -111,7 +111,7 @@ def test_compose_connections_resolve_with_the_provider_hooks(
     assert {k: v["conn_type"] for k, v in conns.items()} == {
         "qdrant_default": "qdrant",
         "pgvector_default": "postgres",
-        "drift_ledger_default": "drift_ledger",
+        "drift_ledger_default": "postgres",  # the PostgreSQL ledger: every worker shares it
     }
     for key, value in _env(compose, "airflow-scheduler").items():
         if key.startswith("AIRFLOW_CONN_"):
@@ -123,6 +123,6 @@ def test_compose_connections_resolve_with_the_provider_hooks(
         DriftSinkHook("pgvector_default", collection="tickets").get_spec().uri
         == "pgvector://drift:drift@postgres:5432/vectors/tickets"
     )
-    assert DriftLedgerHook().get_path() == "/opt/airflow/drift/ledger.db"
+    assert DriftLedgerHook().get_path() == "postgresql://drift@postgres:5432/vectors?schema=drift_ledger"
     drift_home = _env(compose, "airflow-scheduler")["DRIFT_DEMO_DIR"]
     assert os.path.dirname(drift_home) == "/opt/airflow/drift"  # on the shared drift-data volume
