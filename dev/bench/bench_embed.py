@@ -2,6 +2,8 @@
 
     .venv/bin/python dev/bench/bench_embed.py                      # N = 100k and 1M, 384-d, qdrant+local
     .venv/bin/python dev/bench/bench_embed.py --sizes 100000 --sink-root /tmp/x
+    .venv/bin/python dev/bench/bench_embed.py --sizes 100000 --ledger postgresql://postgres@HOST:PORT/postgres
+                                              # the embed runs once per ledger backend, side by side
 
 Each measurement runs in its own child process so its peak RSS is its own:
 - ``raw``: the same points embed() writes — ids, shadow vectors and payloads,
@@ -28,6 +30,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+
+from dev.bench.ledger_backends import drop, ledgers  # noqa: E402
 
 MODEL = "local/all-MiniLM-L6-v2"  # 384-d; shadow mode, so no model is loaded
 
@@ -122,6 +126,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--sink-root", default=None, help="directory for tables, sinks and ledgers")
+    ap.add_argument("--ledger", help="also run embed with this PostgreSQL ledger (a fresh schema each run)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -141,23 +146,24 @@ def main() -> None:
             write_sample_tickets(table, n=n)
         work = Path(tempfile.mkdtemp(prefix=f"run_{n}_", dir=root))  # fresh sinks and ledger every time
         raw = _run_child("raw", table, f"qdrant+local://{work}/raw/points")
-        emb = _run_child("embed", table, f"qdrant+local://{work}/embed/points", str(work / "ledger.db"))
-        results.append(
-            {"n": n, "raw": raw, **emb, "ratio_fresh_to_raw": emb["fresh"]["rows_per_s"] / raw["rows_per_s"]}
-        )
-        fresh, rerun = emb["fresh"], emb["rerun"]
-        print(
-            f"N={n:>9,}  raw upsert {raw['rows_per_s']:>9,.0f} rows/s"
-            f" | fresh embed {fresh['rows_per_s']:>9,.0f} rows/s"
-            f" (ratio {results[-1]['ratio_fresh_to_raw']:.2f})"
-            f" | re-run {rerun['rows_per_s']:>9,.0f} rows/s"
-            f" ({rerun['embedded']} embedded, {rerun['written']} written)"
-            f" | peak RSS embed {emb['peak_rss_mib']:,.0f} MiB",
-            flush=True,
-        )
-    if len(results) > 1:
-        growth = results[-1]["peak_rss_mib"] / results[0]["peak_rss_mib"]
-        first, last = results[0]["n"], results[-1]["n"]
+        for backend, ledger in ledgers(work, a.ledger):
+            emb = _run_child("embed", table, f"qdrant+local://{work}/embed_{backend}/points", ledger)
+            drop(ledger)
+            ratio = emb["fresh"]["rows_per_s"] / raw["rows_per_s"]
+            results.append({"n": n, "ledger": backend, "raw": raw, **emb, "ratio_fresh_to_raw": ratio})
+            fresh, rerun = emb["fresh"], emb["rerun"]
+            print(
+                f"N={n:>9,} {backend:<10} raw upsert {raw['rows_per_s']:>9,.0f} rows/s"
+                f" | fresh embed {fresh['rows_per_s']:>9,.0f} rows/s (ratio {ratio:.2f})"
+                f" | re-run {rerun['rows_per_s']:>9,.0f} rows/s"
+                f" ({rerun['embedded']} embedded, {rerun['written']} written)"
+                f" | peak RSS embed {emb['peak_rss_mib']:,.0f} MiB",
+                flush=True,
+            )
+    sqlite_runs = [r for r in results if r["ledger"] == "sqlite"]
+    if len(sqlite_runs) > 1:
+        growth = sqlite_runs[-1]["peak_rss_mib"] / sqlite_runs[0]["peak_rss_mib"]
+        first, last = sqlite_runs[0]["n"], sqlite_runs[-1]["n"]
         print(f"peak RSS growth {first:,} -> {last:,} rows: {growth:.2f}x (target <= 1.5x)")
         shutil.rmtree(work, ignore_errors=True)
     out = REPO / "dev" / "bench" / "results" / "embed.json"

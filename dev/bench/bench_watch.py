@@ -2,6 +2,8 @@
 
     .venv/bin/python dev/bench/bench_watch.py                      # N = 1M, 384-d shadow, qdrant+local
     .venv/bin/python dev/bench/bench_watch.py --sizes 100000 --sink-root /tmp/x
+    .venv/bin/python dev/bench/bench_watch.py --sizes 100000 --ledger postgresql://postgres@HOST:PORT/postgres
+                                              # every phase once per ledger backend, side by side
 
 Per size, on a fresh sample table (``ticket_id`` key, ``body`` text, change data
 feed on), each phase in its own child process so its peak RSS is its own:
@@ -37,6 +39,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+
+from dev.bench.ledger_backends import drop, ledgers  # noqa: E402
 
 MODEL = "local/all-MiniLM-L6-v2"  # 384-d; shadow mode, so no model is loaded
 KEY, TEXT = "ticket_id", "body"
@@ -201,6 +205,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000000")
     ap.add_argument("--sink-root", default=None, help="directory for tables, sinks and ledgers")
     ap.add_argument("--keep", action="store_true", help="keep each size's table, sink and ledger")
+    ap.add_argument("--ledger", help="also run with this PostgreSQL ledger (a fresh schema each run)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -215,46 +220,45 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     results = []
     for n in (int(s) for s in a.sizes.split(",")):
-        work = Path(tempfile.mkdtemp(prefix=f"watch_{n}_", dir=root))  # fresh table, sink and ledger
-        table = write_sample_tickets(work / "tickets", n=n)  # churn rewrites it: never reused
-        sink, ledger, keys = (
-            f"qdrant+local://{work}/sink/points",
-            str(work / "ledger.db"),
-            str(work / "keys.json"),
-        )
-        full = _run_child("embed", table, sink, ledger)
-        base = _run_child("watch", table, sink, ledger)
-        churn = _run_child("churn", table, str(n), keys)
-        inc = _run_child("watch", table, sink, ledger)
-        check = _run_child("verify", table, sink, keys)
-        ratio = inc["seconds"] / full["seconds"]
-        results.append(
-            {"n": n, "embed": full, "baseline_watch": base, "churn": churn, "watch": inc, "verify": check,
-             "ratio_watch_to_embed": ratio, "target_ratio": TARGET_RATIO}
-        )  # fmt: skip
-        print(
-            f"N={n:>9,}  full embed {full['seconds']:7.1f}s"
-            f" | watch {inc['seconds']:6.1f}s (ratio {ratio:.3f}, target <= {TARGET_RATIO})"
-            f" | embedded {inc['embedded']:,} of {churn['changed_texts']:,} changed texts"
-            f" | ins/upd/del {inc['n_inserted']:,}/{inc['n_updated']:,}/{inc['n_deleted']:,}"
-            f" | peak RSS watch {inc['peak_rss_mib']:,.0f} MiB (embed {full['peak_rss_mib']:,.0f})"
-            f" | sink {check['sink_points']:,} = table {check['table_rows']:,}"
-            f" | first watch {base['seconds']:.1f}s, embedded {base['embedded']}",
-            flush=True,
-        )
-        out = REPO / "dev" / "bench" / "results" / "watch.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2))
-        assert base["embedded"] == 0, f"the first watch after embed re-embedded {base['embedded']} texts"
-        assert inc["embedded"] == churn["changed_texts"], (
-            f"watch embedded {inc['embedded']} texts, the churn changed {churn['changed_texts']}"
-        )
-        expected = (churn["n_inserted"], churn["n_updated"], churn["n_deleted"])
-        assert (inc["n_inserted"], inc["n_updated"], inc["n_deleted"]) == expected, (inc, churn)
-        assert check["sink_points"] == check["table_rows"], check
-        assert check["changed_missing"] == check["changed_stale"] == check["deleted_present"] == 0, check
-        if not a.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        for backend in ["sqlite"] + (["postgresql"] if a.ledger else []):
+            work = Path(tempfile.mkdtemp(prefix=f"watch_{n}_", dir=root))  # fresh table, sink and ledger
+            table = write_sample_tickets(work / "tickets", n=n)  # churn rewrites it: never reused
+            ledger = dict(ledgers(work, a.ledger))[backend]
+            sink, keys = f"qdrant+local://{work}/sink/points", str(work / "keys.json")
+            full = _run_child("embed", table, sink, ledger)
+            base = _run_child("watch", table, sink, ledger)
+            churn = _run_child("churn", table, str(n), keys)
+            inc = _run_child("watch", table, sink, ledger)
+            check = _run_child("verify", table, sink, keys)
+            drop(ledger)
+            ratio = inc["seconds"] / full["seconds"]
+            results.append(
+                {"n": n, "ledger": backend, "embed": full, "baseline_watch": base, "churn": churn, "watch": inc,
+                 "verify": check, "ratio_watch_to_embed": ratio, "target_ratio": TARGET_RATIO}
+            )  # fmt: skip
+            print(
+                f"N={n:>9,} {backend:<10} full embed {full['seconds']:7.1f}s"
+                f" | watch {inc['seconds']:6.1f}s (ratio {ratio:.3f}, target <= {TARGET_RATIO})"
+                f" | embedded {inc['embedded']:,} of {churn['changed_texts']:,} changed texts"
+                f" | ins/upd/del {inc['n_inserted']:,}/{inc['n_updated']:,}/{inc['n_deleted']:,}"
+                f" | peak RSS watch {inc['peak_rss_mib']:,.0f} MiB (embed {full['peak_rss_mib']:,.0f})"
+                f" | sink {check['sink_points']:,} = table {check['table_rows']:,}"
+                f" | first watch {base['seconds']:.1f}s, embedded {base['embedded']}",
+                flush=True,
+            )
+            out = REPO / "dev" / "bench" / "results" / "watch.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2))
+            assert base["embedded"] == 0, f"the first watch after embed re-embedded {base['embedded']} texts"
+            assert inc["embedded"] == churn["changed_texts"], (
+                f"watch embedded {inc['embedded']} texts, the churn changed {churn['changed_texts']}"
+            )
+            expected = (churn["n_inserted"], churn["n_updated"], churn["n_deleted"])
+            assert (inc["n_inserted"], inc["n_updated"], inc["n_deleted"]) == expected, (inc, churn)
+            assert check["sink_points"] == check["table_rows"], check
+            assert check["changed_missing"] == check["changed_stale"] == check["deleted_present"] == 0, check
+            if not a.keep:
+                shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
