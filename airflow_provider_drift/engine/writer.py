@@ -55,6 +55,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -146,10 +147,12 @@ class BatchWriter:
 
     def _sink_stage(self) -> None:
         try:
+            one_transaction = False
             try:
                 self._marks = Ledger(self._ledger_path)  # type: ignore[arg-type]
                 with self.sink_lock:
                     settle_marks(self._sink, self._marks)  # a killed run's marks, before any new write
+                one_transaction = self._marks.shares_transactions_with(self._sink)
             except BaseException as exc:
                 self._fail(exc)
             while True:
@@ -159,6 +162,9 @@ class BatchWriter:
                 if self._error is not None:
                     self._forget(job)
                     continue  # drain without writing: order matters, a gap would be worse
+                if one_transaction:
+                    self._write_and_record(job)
+                    continue
                 try:
                     assert self._marks is not None
                     self._marks.mark_pending(
@@ -180,6 +186,30 @@ class BatchWriter:
             if self._marks is not None:
                 self._marks.close()
             self._put(self._to_ledger, None, self._ledger_thread, check=False)
+
+    def _write_and_record(self, job: WriteJob) -> None:
+        """Write the points and record them in one transaction (a pgvector sink in the ledger's database).
+
+        No mark is needed and no crash window is left: the points and their
+        provenance commit together or not at all.
+        """
+        marks = self._marks
+        assert marks is not None
+        sink: Any = self._sink
+
+        def record(conn: Any) -> None:
+            marks.record_upserts_in(  # type: ignore[attr-defined]
+                conn, sink.uri, job.provenance, model=job.model, run_id=job.run_id
+            )
+
+        try:
+            with self.sink_lock:
+                sink.upsert(job.points, also=record)
+            self._on_written(len(job.provenance))
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            self._forget(job)
 
     def _ledger_stage(self) -> None:
         try:

@@ -233,8 +233,8 @@ def main() -> None:
             drop(ledger)
             ratio = inc["seconds"] / full["seconds"]
             results.append(
-                {"n": n, "ledger": backend, "embed": full, "baseline_watch": base, "churn": churn, "watch": inc,
-                 "verify": check, "ratio_watch_to_embed": ratio, "target_ratio": TARGET_RATIO}
+                {"n": n, "ledger": backend, "embed": full, "baseline_watch": base, "churn": churn,
+                 "watch": inc, "verify": check, "ratio_watch_to_embed": ratio, "target_ratio": TARGET_RATIO}
             )  # fmt: skip
             print(
                 f"N={n:>9,} {backend:<10} full embed {full['seconds']:7.1f}s"

@@ -23,8 +23,8 @@ def main(argv: list[str]) -> None:
     sink = open_sink(args["sink"])
     upsert = sink.upsert
 
-    def announcing_upsert(batch: PointBatch) -> None:
-        upsert(batch)
+    def announcing_upsert(batch: PointBatch, **options: Any) -> None:
+        upsert(batch, **options)
         print(f"UPSERT {len(batch)}", flush=True)
 
     sink.upsert = announcing_upsert  # type: ignore[method-assign]

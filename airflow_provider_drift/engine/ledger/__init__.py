@@ -90,6 +90,11 @@ class Ledger(RunsPart, VectorsPart, ReportsPart, WatermarksPart, ErasuresPart, M
             self.path, schema_version=SCHEMA_VERSION, ensure_schema=ensure_schema, read_only=read_only
         )
 
+    def shares_transactions_with(self, sink: object) -> bool:
+        """True if ``sink``'s writes and this ledger's records can commit in one transaction."""
+        del sink
+        return False
+
     @property
     def local_dir(self) -> Path:
         """The folder for files that accompany the ledger on this machine (batch-job manifests)."""

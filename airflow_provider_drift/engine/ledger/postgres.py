@@ -11,14 +11,17 @@ ledger this way: dedup, provenance, watermarks and cost stay one.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import Ledger
 from .connection import DRIFT_HOME_ENV
 from .location import PostgresLedgerURL, resolve_location
-from .pg_connection import PgLedgerConnection
+from .pg_connection import PgLedgerConnection, PgWrite
 from .pg_schema import ensure_pg_schema
 from .pg_vectors import PgVectorsPart
+from .vectors import Upsert
 
 
 class PostgresLedger(PgVectorsPart, Ledger):
@@ -53,6 +56,27 @@ class PostgresLedger(PgVectorsPart, Ledger):
             f"the ledger at {self.url} is in PostgreSQL and has no file path",
             hint="use ledger.location to open it again, or ledger.local_dir for files beside it",
         )
+
+    def shares_transactions_with(self, sink: object) -> bool:
+        """True for a pgvector sink in this ledger's database, reached as the same role."""
+        same = getattr(sink, "same_database_as", None)
+        return bool(same is not None and same(self.url.conninfo))
+
+    def record_upserts_in(
+        self, conn: Any, sink: str, rows: Sequence[Upsert], *, model: str, run_id: str
+    ) -> None:
+        """Record provenance on the sink's own connection, inside the transaction writing the points.
+
+        Then no crash can leave points the ledger does not know (or records
+        of points never written): both commit, or neither. ``SET LOCAL``
+        points the statements at the ledger's schema until that commit.
+        """
+        from psycopg import sql
+
+        if not rows:
+            return
+        conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.url.schema)))
+        self._record_upserts(PgWrite(conn, self.url.schema), sink, rows, model=model, run_id=run_id)
 
     @property
     def local_dir(self) -> Path:

@@ -113,34 +113,39 @@ class VectorsPart(LedgerPart):
         """Record points the sink has accepted; a previously deleted point comes back to life."""
         if not rows:
             return
-        now = utc_now()
         with self._db.write() as conn:
-            conn.executemany(
-                "INSERT INTO vectors (sink, point_id, source, source_key, content_hash, hash_scheme, model,"
-                " run_id, source_version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-                # source and key are not updated: the point id is derived from them, so they cannot
-                # differ, and rewriting them would rewrite every vectors_by_key entry (~25% slower).
-                " ON CONFLICT (point_id, sink) DO UPDATE SET content_hash=excluded.content_hash,"
-                " hash_scheme=excluded.hash_scheme, model=excluded.model, run_id=excluded.run_id,"
-                " source_version=excluded.source_version, updated_at=excluded.updated_at,"
-                " deleted_at=NULL, deleted_run_id=NULL, deleted_version=NULL, pending_run=NULL",
-                [
-                    (
-                        sink,
-                        r.point_id,
-                        r.source,
-                        r.key,
-                        r.content_hash,
-                        HASH_SCHEME,
-                        model,
-                        run_id,
-                        r.source_version,
-                        now,
-                        now,
-                    )
-                    for r in rows
-                ],
-            )
+            self._record_upserts(conn, sink, rows, model=model, run_id=run_id)
+
+    @staticmethod
+    def _record_upserts(conn: Any, sink: str, rows: Sequence[Upsert], *, model: str, run_id: str) -> None:
+        """The statement of :meth:`record_upserts`, on a write connection of either backend."""
+        now = utc_now()
+        conn.executemany(
+            "INSERT INTO vectors (sink, point_id, source, source_key, content_hash, hash_scheme, model,"
+            " run_id, source_version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+            # source and key are not updated: the point id is derived from them, so they cannot
+            # differ, and rewriting them would rewrite every vectors_by_key entry (~25% slower).
+            " ON CONFLICT (point_id, sink) DO UPDATE SET content_hash=excluded.content_hash,"
+            " hash_scheme=excluded.hash_scheme, model=excluded.model, run_id=excluded.run_id,"
+            " source_version=excluded.source_version, updated_at=excluded.updated_at,"
+            " deleted_at=NULL, deleted_run_id=NULL, deleted_version=NULL, pending_run=NULL",
+            [
+                (
+                    sink,
+                    r.point_id,
+                    r.source,
+                    r.key,
+                    r.content_hash,
+                    HASH_SCHEME,
+                    model,
+                    run_id,
+                    r.source_version,
+                    now,
+                    now,
+                )
+                for r in rows
+            ],
+        )
 
     def record_deletes(
         self, sink: str, point_ids: Sequence[str], *, run_id: str, source_version: int | None = None

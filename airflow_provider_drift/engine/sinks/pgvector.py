@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -361,7 +361,7 @@ class PgVectorSink(Sink):
 
     # -- points ----------------------------------------------------------------------------------
 
-    def upsert(self, batch: PointBatch) -> None:
+    def upsert(self, batch: PointBatch, *, also: Callable[[Any], None] | None = None) -> None:
         """Insert or overwrite ``batch`` in one transaction.
 
         New ids are COPYed straight into the table, existing ones go through
@@ -371,6 +371,10 @@ class PgVectorSink(Sink):
         an id turns out to exist (the primary key refuses it, or another
         writer inserted it meanwhile) the transaction is rolled back and the
         batch redone with the lookup, then entirely through staging.
+
+        ``also(conn)`` runs inside the same transaction, after the points are
+        written: a ledger in this database records their provenance there,
+        so the points and their records commit together or not at all.
         """
         if not len(batch):
             return
@@ -389,14 +393,16 @@ class PgVectorSink(Sink):
                     modes.insert(0, "optimistic")
             for mode in modes:
                 try:
-                    self._write(conn, rows, mode)
+                    self._write(conn, rows, mode, also)
                     return
                 except psycopg.errors.UniqueViolation:
                     self._probe_next = True
                     if mode == "staged":
                         raise
 
-    def _write(self, conn: Any, rows: _Rows, mode: WriteMode) -> None:
+    def _write(
+        self, conn: Any, rows: _Rows, mode: WriteMode, also: Callable[[Any], None] | None = None
+    ) -> None:
         if mode != "optimistic":
             self._db.ensure_stage()  # outside the transaction: a rollback must not take it away
         with conn.transaction():
@@ -409,6 +415,8 @@ class PgVectorSink(Sink):
             base = self._base(conn, rel)  # an alias resolves under the lock: a cutover waits for us
             if mode == "optimistic":
                 self._copy(conn, base.ident, rows, None)
+                if also is not None:
+                    also(conn)
                 return
             existing = list(range(len(rows.ids)))
             if mode == "probe":
@@ -424,6 +432,8 @@ class PgVectorSink(Sink):
                 stage = sql.Identifier("pg_temp", STAGE)
                 self._copy(conn, stage, rows, existing)
                 conn.execute(cat.upsert_sql(base.ident, stage))
+            if also is not None:
+                also(conn)
 
     def _copy(self, conn: Any, into: sql.Composable, rows: _Rows, only: list[int] | None) -> None:
         """Stream ``rows`` (or those at ``only``) by binary COPY; a thread sends while we encode."""
@@ -447,6 +457,21 @@ class PgVectorSink(Sink):
                     payloads = [rows.payloads[i] for i in pick]
                 copy.write(encode_rows(ids, vectors, payloads, uri=self.uri))
             copy.write(TRAILER)
+
+    def same_database_as(self, conninfo: str) -> bool:
+        """True if ``conninfo`` names this sink's server, database and role: one transaction spans both."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        def where(info: str) -> tuple[str, str, str, str]:
+            d = conninfo_to_dict(info)
+            return (
+                str(d.get("host") or "localhost"),
+                str(d.get("port") or "5432"),
+                str(d.get("dbname") or d.get("user") or ""),
+                str(d.get("user") or ""),
+            )
+
+        return where(self._db.conninfo) == where(conninfo)
 
     def delete(self, ids: Sequence[str]) -> None:
         wanted = [uuid.UUID(i) for i in check_ids(ids, uri=self.uri)]
