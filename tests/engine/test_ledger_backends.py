@@ -388,3 +388,13 @@ def test_taking_a_lease_waits_for_a_transaction_that_is_taking_it(ledger_locatio
         taker.join(60)
         assert outcome == [(HOST, os.getpid(), "2026-01-01")]  # it saw the lease the first one took
         assert [tuple(r) for r in first._db.query("SELECT holder FROM leases")] == [("first",)]
+
+
+def test_a_point_twice_in_one_recorded_batch_keeps_its_last_row(ledger_location: str) -> None:
+    with Ledger(ledger_location) as led:
+        led.record_upserts(
+            "s", [Upsert("p1", "src", "k1", "h-old", 1), Upsert("p1", "src", "k1", "h-new", 2)], model="m",
+            run_id="r",
+        )  # fmt: skip
+        assert led.lookup("s", ["p1"]) == {"p1": VectorState("h-new", "m", 2, False, False)}
+        assert led.live_count("s") == 1

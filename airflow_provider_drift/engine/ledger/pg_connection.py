@@ -139,6 +139,11 @@ class PgWrite:
             cur.executemany(text, rows)
         return cur
 
+    @property
+    def raw(self) -> Any:
+        """The psycopg connection itself, for what only PostgreSQL has (COPY)."""
+        return self._conn
+
     def lock(self, *key: object) -> None:
         """Hold an advisory lock on ``key`` until this transaction ends (waits for another holder)."""
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self._schema, *key),))

@@ -20,7 +20,7 @@ from .connection import DRIFT_HOME_ENV
 from .location import PostgresLedgerURL, resolve_location
 from .pg_connection import PgLedgerConnection, PgWrite
 from .pg_schema import ensure_pg_schema
-from .pg_vectors import PgVectorsPart
+from .pg_vectors import PgVectorsPart, refresh_statistics
 from .vectors import Upsert
 
 
@@ -42,6 +42,7 @@ class PostgresLedger(PgVectorsPart, Ledger):
         self._db = PgLedgerConnection(location)
         try:
             ensure_pg_schema(self._db, create=create)
+            refresh_statistics(self._db)  # a ledger a previous run filled: plan with its real size
         except BaseException:
             self._db.close()
             raise
@@ -77,6 +78,7 @@ class PostgresLedger(PgVectorsPart, Ledger):
             return
         conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.url.schema)))
         self._record_upserts(PgWrite(conn, self.url.schema), sink, rows, model=model, run_id=run_id)
+        self._note_recorded(len(rows))
 
     @property
     def local_dir(self) -> Path:
