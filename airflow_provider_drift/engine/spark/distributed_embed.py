@@ -37,6 +37,9 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +72,14 @@ class SparkOptions:
     #: write tasks; default: about one per ``batch_size`` rows to write, at most 4 per core
     partitions: int | None = None
     sink_options: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def _phase(name: str) -> Iterator[None]:
+    """Log how long a step took: where a slow Spark run spends its time."""
+    began = time.monotonic()
+    yield
+    log.info("spark runner: %s took %.1f s", name, time.monotonic() - began)
 
 
 def executor_sink_problem(sink: str | Sink) -> str | None:
@@ -110,8 +121,9 @@ def embed_partitions(
     from pyspark.sql import functions as F
 
     spark = frame.sparkSession
-    settle_marks(sink, ledger)  # a killed run's marks, before reading what the ledger vouches for
-    view = read_ledger(ledger, sink=sink.uri, source=run.source, model=model)
+    with _phase("reading the ledger"):
+        settle_marks(sink, ledger)  # a killed run's marks, before reading what the ledger vouches for
+        view = read_ledger(ledger, sink=sink.uri, source=run.source, model=model)
     via = resolve_known_via(options.known_via, view.n_known)
     spec = PlanSpec(source=run.source)
     if via == "broadcast":
@@ -144,8 +156,9 @@ def embed_partitions(
     planned = planned.persist(StorageLevel.MEMORY_AND_DISK)
     cached = [planned]
     try:
-        valid = _check(run, planned, key_col=key_col, text_col=text_col, on_invalid=on_invalid,
-                       on_duplicate=on_duplicate)  # fmt: skip
+        with _phase("plan and check"):
+            valid = _check(run, planned, key_col=key_col, text_col=text_col, on_invalid=on_invalid,
+                           on_duplicate=on_duplicate)  # fmt: skip
         counts = valid.agg(
             F.count(F.lit(1)).alias("n"),
             F.sum((F.col("state") == STATE_CURRENT).cast("long")).alias("current"),
@@ -162,12 +175,14 @@ def embed_partitions(
         n_todo = n_valid - n_current if dedup else n_valid
         if n_update:
             updates = valid.where(F.col("state") == STATE_UPDATE)
-            _mark(ledger, sink.uri, updates, run_id=run.run_id, model=model)
+            with _phase("marking updated points"):
+                _mark(ledger, sink.uri, updates, run_id=run.run_id, model=model)
         write = WriteSpec(
             source=run.source, sink=sink_uri, sink_options=dict(options.sink_options), provider=provider,
             run_id=run.run_id, version=version, batch_size=batch_size, dedup=dedup, store_text=store_text,
         )  # fmt: skip
-        _probe(spark, write)
+        with _phase("probing an executor"):
+            _probe(spark, write)
         parts = _write(run, spark, todo, view, write, ledger, sink.uri, model, n_todo, options, via)
         run.spark = {
             "partitions": parts["partitions"],
@@ -318,7 +333,8 @@ def _write(
     reports = rows.mapInArrow(write_fn, _ddl(REPORT_SCHEMA)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         try:
-            reports.count()  # the write job, all partitions at once
+            with _phase("the write job"):
+                reports.count()  # all partitions at once
         except Exception as exc:
             raise from_spark_failure(exc, where="writing on the Spark executors") from exc
         attempts: dict[int, int] = {}
