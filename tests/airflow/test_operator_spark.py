@@ -93,3 +93,24 @@ def test_the_spark_submit_entry_point_embeds_and_prints_the_record(
     assert (record["runner"], record["n_written"]) == ("spark", 12)
     assert spark_job.main([*argv[:-4], "--sink", f"qdrant+local://{tmp_path}/q/t", *argv[-2:]]) == 2
     assert "only one process can write" in capsys.readouterr().err
+
+
+def test_the_example_dag_runs_the_same_job_both_ways() -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "example_dags" / "spark_scale_out.py"
+    spec = importlib.util.spec_from_file_location("spark_scale_out_example", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dag = module.dag
+    embed_task, submit = dag.get_task("embed_on_spark"), dag.get_task("embed_with_spark_submit")
+    assert embed_task.spark_conn_id == "spark_default" and embed_task.sink_conn_id == "pgvector_default"
+    assert submit.application == spark_job.__file__
+    args = spark_job.parse_args(submit.application_args)  # the arguments the job really accepts
+    assert (args.command, args.source, args.key_col, args.model) == (
+        "embed", embed_task.table, embed_task.key_col, embed_task.model,
+    )  # fmt: skip
+    assert dag.get_task("create_sample_parquet").downstream_task_ids == {
+        "embed_on_spark", "embed_with_spark_submit",
+    }  # fmt: skip
