@@ -182,8 +182,16 @@ def embed_partitions(
             run_id=run.run_id, version=version, batch_size=batch_size, dedup=dedup, store_text=store_text,
         )  # fmt: skip
         with _phase("probing an executor"):
-            _probe(spark, write)
-        parts = _write(run, spark, todo, view, write, ledger, sink.uri, model, n_todo, options, via)
+            probe_executors(spark, write)
+        rows = todo.select("pid", "key", "text", "hash", "hash16")
+        if dedup and len(view.holder_ids):
+            holders = spark.createDataFrame(view.holders_table())
+            if via == "broadcast":
+                holders = F.broadcast(holders)
+            rows = rows.join(holders, rows["hash16"] == holders["h_hash"], "left").drop("h_hash")
+        else:
+            rows = rows.withColumn("holder", F.lit(None).cast("string"))
+        parts = write_rows(run, spark, rows, write, ledger, sink.uri, model, n_todo, options)
         run.spark = {
             "partitions": parts["partitions"],
             "executor_tasks": parts["tasks"],
@@ -274,7 +282,7 @@ def _mark(ledger: Ledger, sink: str, updates: Any, *, run_id: str, model: str) -
     ledger.mark_pending(sink, ids, run_id=run_id, hashes=hashes, model=model)
 
 
-def _probe(spark: Any, write: WriteSpec) -> None:
+def probe_executors(spark: Any, write: WriteSpec) -> None:
     """Build the provider and open the sink on one executor first: a missing key fails here, once."""
     from .tasks import probe
 
@@ -298,30 +306,23 @@ def _probe(spark: Any, write: WriteSpec) -> None:
                 raise err
 
 
-def _write(
-    run: EmbedRun,
+def write_rows(
+    run: Any,
     spark: Any,
-    todo: Any,
-    view: Any,
+    rows: Any,
     write: WriteSpec,
     ledger: Ledger,
     sink: str,
     model: str,
     n_todo: int,
     options: SparkOptions,
-    via: str,
 ) -> dict[str, int]:
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
+    """The write job over ``rows`` (pid, key, text, hash, hash16, holder[, version]); record what it reports.
 
-    rows = todo.select("pid", "key", "text", "hash", "hash16")
-    if write.dedup and len(view.holder_ids):
-        holders = spark.createDataFrame(view.holders_table())
-        if via == "broadcast":
-            holders = F.broadcast(holders)
-        rows = rows.join(holders, rows["hash16"] == holders["h_hash"], "left").drop("h_hash")
-    else:
-        rows = rows.withColumn("holder", F.lit(None).cast("string"))
+    ``run`` is any run record with the write counters (EmbedRun, WatchRun).
+    """
+    from pyspark import StorageLevel
+
     n_parts = options.partitions or max(1, min(4 * _parallelism(spark), math.ceil(n_todo / write.batch_size)))
     rows = rows.repartition(n_parts, "hash16").sortWithinPartitions("hash16")
 
@@ -370,7 +371,7 @@ def _write(
         reports.unpersist()
 
 
-def _record(ledger: Ledger, sink: str, upserts: list[Any], *, model: str, run: EmbedRun) -> None:
+def _record(ledger: Ledger, sink: str, upserts: list[Any], *, model: str, run: Any) -> None:
     if upserts:
         ledger.record_upserts(sink, upserts, model=model, run_id=run.run_id)
         run.n_written += len(upserts)

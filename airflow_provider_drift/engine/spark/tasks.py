@@ -208,7 +208,8 @@ def _write_batch(
 ) -> tuple[pa.RecordBatch, Exception | None]:
     data = batch.to_pydict()
     n = batch.num_rows
-    rows = PointRows(data["pid"], data["key"], data["text"], data["hash"], [spec.version] * n)
+    versions = data["version"] if "version" in data else [spec.version] * n  # a change feed: per row
+    rows = PointRows(data["pid"], data["key"], data["text"], data["hash"], versions)
     for h, holder in zip(data["hash"], data["holder"], strict=True):
         if holder is not None:
             holders.by_hash.setdefault(h, holder)
