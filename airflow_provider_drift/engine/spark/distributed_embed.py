@@ -126,13 +126,14 @@ def embed_partitions(
         view = read_ledger(ledger, sink=sink.uri, source=run.source, model=model)
     via = resolve_known_via(options.known_via, view.n_known)
     spec = PlanSpec(source=run.source)
+    shipped = None
     if via == "broadcast":
         context = _spark_context(spark)
-        spec = (
-            PlanSpec(run.source, broadcast=context.broadcast(view.index()))
-            if context is not None
-            else PlanSpec(run.source, known=view.index())  # Spark Connect: in the task closure
-        )
+        if context is not None:
+            shipped = context.broadcast(view.index())
+            spec = PlanSpec(run.source, broadcast=shipped)
+        else:
+            spec = PlanSpec(run.source, known=view.index())  # Spark Connect: in the task closure
 
     def plan(batches: Any) -> Any:
         from .tasks import plan_partition
@@ -181,17 +182,19 @@ def embed_partitions(
             source=run.source, sink=sink_uri, sink_options=dict(options.sink_options), provider=provider,
             run_id=run.run_id, version=version, batch_size=batch_size, dedup=dedup, store_text=store_text,
         )  # fmt: skip
-        with _phase("probing an executor"):
-            probe_executors(spark, write)
-        rows = todo.select("pid", "key", "text", "hash", "hash16")
-        if dedup and len(view.holder_ids):
-            holders = spark.createDataFrame(view.holders_table())
-            if via == "broadcast":
-                holders = F.broadcast(holders)
-            rows = rows.join(holders, rows["hash16"] == holders["h_hash"], "left").drop("h_hash")
-        else:
-            rows = rows.withColumn("holder", F.lit(None).cast("string"))
-        parts = write_rows(run, spark, rows, write, ledger, sink.uri, model, n_todo, options)
+        parts = {"partitions": 0, "tasks": 0, "retried": 0}  # nothing to write: no write job at all
+        if n_todo:
+            with _phase("probing an executor"):
+                probe_executors(spark, write)
+            rows = todo.select("pid", "key", "text", "hash", "hash16")
+            if dedup and len(view.holder_ids):
+                holders = spark.createDataFrame(view.holders_table())
+                if via == "broadcast":
+                    holders = F.broadcast(holders)
+                rows = rows.join(holders, rows["hash16"] == holders["h_hash"], "left").drop("h_hash")
+            else:
+                rows = rows.withColumn("holder", F.lit(None).cast("string"))
+            parts = write_rows(run, spark, rows, write, ledger, sink.uri, model, n_todo, options)
         run.spark = {
             "partitions": parts["partitions"],
             "executor_tasks": parts["tasks"],
@@ -207,6 +210,8 @@ def embed_partitions(
     finally:
         for df in cached:
             df.unpersist()
+        if shipped is not None:
+            shipped.unpersist()
 
 
 def _check(
