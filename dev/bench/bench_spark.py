@@ -96,8 +96,7 @@ def child(args: argparse.Namespace) -> None:
     """One Spark-runner embed of ``--rows`` rows in this process; print its peak RSS."""
     spark = session(4)
     work = Path(args.work)
-    parquet = work / f"rss-{args.rows}.parquet"
-    write_parquet(parquet, args.rows)
+    parquet = work / f"rss-{args.rows}.parquet"  # written by the parent: only the run counts here
     got = run_embed(
         spark, parquet, pg_uri(args.dsn, f"rss_{args.rows}"), work / f"rss-{args.rows}.db", "spark"
     )
@@ -111,6 +110,7 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=200_000)
     p.add_argument("--small", type=int, default=100_000, help="the smaller size for the RSS comparison")
     p.add_argument("--dsn", default=os.environ.get("DRIFT_TEST_PG_DSN"), help="use this server")
+    p.add_argument("--rss-only", action="store_true", help="measure only the driver's peak RSS")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -124,17 +124,18 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="drift-bench-spark-") as tmp:
             work = Path(tmp)
-            spark = session(4)
+            spark = None if a.rss_only else session(4)
             base = work / "base.parquet"
-            write_parquet(base, a.rows)
-            for runner in ("spark", "local"):
+            if not a.rss_only:
+                write_parquet(base, a.rows)
+            for runner in () if a.rss_only else ("spark", "local"):
                 got = run_embed(spark, base, pg_uri(dsn, f"cmp_{runner}"), work / f"{runner}.db", runner)
                 print(json.dumps({"measure": "runner", "rows": a.rows, **got}), flush=True)
             churned = work / "churn.parquet"
-            n_changed = write_parquet(churned, a.rows, churn=0.05)
+            n_changed = 0 if a.rss_only else write_parquet(churned, a.rows, churn=0.05)
             from airflow_provider_drift.engine.spark import SparkOptions
 
-            for via in ("broadcast", "join"):
+            for via in () if a.rss_only else ("broadcast", "join"):
                 table = f"churn_{via}"
                 ledger = work / f"churn-{via}.db"
                 run_embed(spark, base, pg_uri(dsn, table), ledger, "spark")
@@ -143,8 +144,10 @@ def main() -> None:
                 exact = got["n_embedded"] == n_changed == got["n_written"]
                 print(json.dumps({"measure": "churn", "known_via": via, "rows": a.rows, "changed": n_changed,
                                   "embedded_exactly_the_changed": exact, **got}), flush=True)  # fmt: skip
-            spark.stop()
+            if spark is not None:
+                spark.stop()
             for n in (a.small, a.rows):
+                write_parquet(work / f"rss-{n}.parquet", n)
                 argv = [
                     sys.executable,
                     __file__,
