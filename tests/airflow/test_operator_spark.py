@@ -69,8 +69,15 @@ def test_embed_operator_with_a_spark_connection_runs_on_the_executors(
     ledger = tmp_path / "ledger.db"
     _conn(monkeypatch, "drift_ledger_default", {"conn_type": "drift_ledger", "host": str(ledger)})
     table = _parquet(tmp_path)
+    from psycopg.conninfo import conninfo_to_dict
+
+    pg = conninfo_to_dict(pg_dsn)  # the pgvector sink as users give it: a postgres connection + collection
+    conn = {"conn_type": "postgres", "host": pg.get("host", "127.0.0.1"), "port": int(pg.get("port", 5432)),
+            "login": pg.get("user", "postgres"), "password": pg.get("password"),
+            "schema": pg.get("dbname", "postgres")}  # fmt: skip
+    _conn(monkeypatch, "pg_vectors", conn)
     op = EmbedOperator(task_id="embed", table=table, text_col="body", key_col="id", model=MODEL,
-                       shadow_mode=True, dim=16, sink=_pg_uri(pg_dsn, pg_table_name),
+                       shadow_mode=True, dim=16, sink_conn_id="pg_vectors", collection=pg_table_name,
                        spark_conn_id="spark_local")  # fmt: skip
     record = op.execute(_context("embed"))  # type: ignore[arg-type]
     assert record["runner"] == "spark" and record["spark"]["executor_tasks"] >= 1
