@@ -112,6 +112,7 @@ def test_compose_connections_resolve_with_the_provider_hooks(
         "qdrant_default": "qdrant",
         "pgvector_default": "postgres",
         "drift_ledger_default": "postgres",  # the PostgreSQL ledger: every worker shares it
+        "spark_default": "spark",
     }
     for key, value in _env(compose, "airflow-scheduler").items():
         if key.startswith("AIRFLOW_CONN_"):

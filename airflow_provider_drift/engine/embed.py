@@ -14,9 +14,9 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, Literal
 
-from .errors import DimensionMismatchError
+from .errors import ConfigError, DimensionMismatchError
 from .handles import ledger_for, sink_for
 from .identity import vector_scheme
 from .ledger import Ledger
@@ -28,11 +28,14 @@ from .records import EmbedRun
 from .rows import OnDuplicate, OnInvalid, RowBatch, check_input
 from .sinks.base import Distance, Sink
 from .sources import open_source
+from .spark import SparkOptions
 from .verify import verify
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 4096
+
+Runner = Literal["auto", "local", "spark"]
 
 
 def embed(
@@ -62,6 +65,8 @@ def embed(
     run_context: dict[str, Any] | None = None,
     spark: Any = None,
     progress: Callable[[EmbedRun], None] | None = None,
+    runner: Runner = "auto",
+    spark_options: SparkOptions | None = None,
 ) -> EmbedRun:
     """Embed the rows of a table into a vector sink and return what happened.
 
@@ -84,8 +89,15 @@ def embed(
     :param repair: first compare every point of the sink with the ledger
         (see verify.py) and make the ledger say what the sink holds, so this
         run rewrites every point that disagrees with the source.
+    :param runner: ``"spark"``: a Spark source's rows are planned, embedded and written on the
+        executors (each with its own provider client and sink connection; see
+        :mod:`.spark.distributed_embed`); ``"local"``: every row passes through this process;
+        ``"auto"``: spark for a Spark source whose sink every executor can open by URI
+        (pgvector, Qdrant server), else local.
+    :param spark_options: how the Spark runner ships the ledger's view and splits the work.
     """
     started = time.monotonic()
+    given_provider = provider
     provider = provider or get_provider(
         model, shadow_mode=shadow_mode, dim=dim, options=provider_options, plan_only=dry_run
     )
@@ -124,6 +136,8 @@ def embed(
         )
         if dry_run:
             return _plan(run, src, provider, ledger_obj, plan, started)
+        on_spark = _use_spark(runner, src, sink)
+        run.runner = "spark" if on_spark else "local"
         targets = open_migration_targets(sink_obj, ledger=ledger_obj)
         if targets and not _rereadable(df):
             log.warning(
@@ -152,39 +166,26 @@ def embed(
             },
         )
         with recorded_run(ledger_obj, run, start, started=started):
-            with PointWriter(
-                run,
-                source=src.name,
-                provider=provider,
-                sink=sink_obj,
-                ledger=ledger_obj,
-                reuse=dedup,
-                store_text=store_text,
-            ) as points:
+            if on_spark:
                 if repair:
-                    with points.writer.sink_lock:
-                        report = verify(sink_obj, ledger_obj, fix=True)
+                    report = verify(sink_obj, ledger_obj, fix=True)
                     log.info("repair of %s: %s", sink_obj.uri, report.to_dict())
-                if delete_missing:
-                    ledger_obj.clear_seen()
-                # The whole input is valid, or nothing is written (see rows.py).
-                checked = check_input(
-                    src, key_col=key_col, text_col=text_col, on_invalid=on_invalid, on_duplicate=on_duplicate
-                )
-                stack.callback(checked.close)
-                run.n_rows_processed += checked.n_duplicates
-                run.n_skipped += checked.n_duplicates
-                for batch in checked.batches():
-                    rows = plan.rows(batch)
-                    if delete_missing:
-                        ledger_obj.mark_seen(rows.ids)
-                    count_rows(run, rows)
-                    points.submit(rows_to_write(rows, version=src.version))
-                    run.duration_s = round(time.monotonic() - started, 3)
-                    if progress:
-                        progress(run)
-            if delete_missing:
-                _delete_unseen(run, src.name, sink_obj, ledger_obj)
+                unseen = _embed_on_spark(
+                    run, src, sink, sink_obj, ledger_obj, provider, spark_options,
+                    shadow_mode=shadow_mode, dim=dim, provider_options=provider_options,
+                    batch_size=batch_size, dedup=dedup, store_text=store_text, key_col=key_col,
+                    text_col=text_col, on_invalid=on_invalid, on_duplicate=on_duplicate,
+                    delete_missing=delete_missing, given_provider=given_provider,
+                )  # fmt: skip
+                for at in range(0, len(unseen), 5000):
+                    _delete_points(run, unseen[at : at + 5000], sink_obj, ledger_obj)
+            else:
+                _embed_here(
+                    run, src, plan, provider, sink_obj, ledger_obj, stack,
+                    dedup=dedup, store_text=store_text, repair=repair, delete_missing=delete_missing,
+                    key_col=key_col, text_col=text_col, on_invalid=on_invalid, on_duplicate=on_duplicate,
+                    started=started, progress=progress,
+                )  # fmt: skip
             sink_obj.flush()
         if run.cost_usd is None:
             log.warning("model %s has no known price: this run's cost is recorded as unknown", provider.model)
@@ -219,6 +220,62 @@ def embed(
         return run
 
 
+def _embed_here(
+    run: EmbedRun,
+    src: Any,
+    plan: RowPlan,
+    provider: EmbeddingProvider,
+    sink_obj: Sink,
+    ledger_obj: Ledger,
+    stack: ExitStack,
+    *,
+    dedup: bool,
+    store_text: bool,
+    repair: bool,
+    delete_missing: bool,
+    key_col: str,
+    text_col: str,
+    on_invalid: OnInvalid,
+    on_duplicate: OnDuplicate,
+    started: float,
+    progress: Callable[[EmbedRun], None] | None,
+) -> None:
+    """The local runner: every row through this process, written on the writer's threads."""
+    with PointWriter(
+        run,
+        source=src.name,
+        provider=provider,
+        sink=sink_obj,
+        ledger=ledger_obj,
+        reuse=dedup,
+        store_text=store_text,
+    ) as points:
+        if repair:
+            with points.writer.sink_lock:
+                report = verify(sink_obj, ledger_obj, fix=True)
+            log.info("repair of %s: %s", sink_obj.uri, report.to_dict())
+        if delete_missing:
+            ledger_obj.clear_seen()
+        # The whole input is valid, or nothing is written (see rows.py).
+        checked = check_input(
+            src, key_col=key_col, text_col=text_col, on_invalid=on_invalid, on_duplicate=on_duplicate
+        )
+        stack.callback(checked.close)
+        run.n_rows_processed += checked.n_duplicates
+        run.n_skipped += checked.n_duplicates
+        for batch in checked.batches():
+            rows = plan.rows(batch)
+            if delete_missing:
+                ledger_obj.mark_seen(rows.ids)
+            count_rows(run, rows)
+            points.submit(rows_to_write(rows, version=src.version))
+            run.duration_s = round(time.monotonic() - started, 3)
+            if progress:
+                progress(run)
+    if delete_missing:
+        _delete_unseen(run, src.name, sink_obj, ledger_obj)
+
+
 def check_dimension(sink: Sink, dim: int, *, create: bool, distance: Distance) -> None:
     if create:
         sink.ensure_collection(dim, distance=distance)
@@ -233,11 +290,70 @@ def check_dimension(sink: Sink, dim: int, *, create: bool, distance: Distance) -
 
 def _delete_unseen(run: EmbedRun, source: str, sink: Sink, ledger: Ledger) -> None:
     for ids in ledger.unseen_points(sink.uri, source):
-        ledger.mark_pending(sink.uri, ids, run_id=run.run_id)  # see writer.py: invalidate, then delete
-        sink.delete(ids)
-        ledger.record_deletes(sink.uri, ids, run_id=run.run_id, source_version=run.source_version)
-        run.n_deleted += len(ids)
+        _delete_points(run, ids, sink, ledger)
     ledger.clear_seen()
+
+
+def _delete_points(run: EmbedRun, ids: list[str], sink: Sink, ledger: Ledger) -> None:
+    ledger.mark_pending(sink.uri, ids, run_id=run.run_id)  # see writer.py: invalidate, then delete
+    sink.delete(ids)
+    ledger.record_deletes(sink.uri, ids, run_id=run.run_id, source_version=run.source_version)
+    run.n_deleted += len(ids)
+
+
+def _use_spark(runner: Runner, src: Any, sink: str | Sink) -> bool:
+    """Whether the executors do the work (see ``runner`` in :func:`embed`)."""
+    if runner not in ("auto", "local", "spark"):
+        raise ConfigError(
+            f"runner must be 'auto', 'local' or 'spark', got {runner!r}", hint="pass runner='spark'"
+        )
+    if runner == "local":
+        return False
+    from .spark import executor_sink_problem
+
+    problem = executor_sink_problem(sink)
+    if runner == "auto":
+        return getattr(src, "kind", None) == "spark" and problem is None
+    if getattr(src, "kind", None) != "spark":
+        raise ConfigError(
+            f"runner='spark' needs a Spark DataFrame or catalog table, not {src.describe()}",
+            hint="pass a Spark DataFrame (spark.read.parquet(...)) or spark=<session> with a table name",
+        )
+    if problem is not None:
+        raise ConfigError(
+            f"runner='spark' cannot write {sink if isinstance(sink, str) else sink.uri}: {problem}",
+            hint="write to a sink every executor can reach (pgvector://, qdrant://HOST), "
+            "or use runner='local'",
+        )
+    return True
+
+
+def _embed_on_spark(
+    run: EmbedRun,
+    src: Any,
+    sink: str | Sink,
+    sink_obj: Sink,
+    ledger: Ledger,
+    provider: EmbeddingProvider,
+    spark_options: SparkOptions | None,
+    *,
+    given_provider: EmbeddingProvider | None,
+    shadow_mode: bool,
+    dim: int | None,
+    provider_options: dict[str, Any] | None,
+    **options: Any,
+) -> list[str]:
+    from .spark import embed_partitions
+    from .spark.tasks import ProviderSpec
+
+    spec = ProviderSpec(
+        model=provider.model, shadow_mode=shadow_mode, dim=dim, options=dict(provider_options or {}),
+        instance=given_provider,
+    )  # fmt: skip
+    return embed_partitions(
+        run, src.frame, sink_uri=str(sink), sink=sink_obj, ledger=ledger, provider=spec, model=provider.model,
+        dim=provider.dim, version=src.version, options=spark_options or SparkOptions(), **options,
+    )  # fmt: skip
 
 
 def count_rows(run: EmbedRun, rows: RowBatch) -> None:

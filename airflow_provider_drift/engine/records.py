@@ -45,6 +45,10 @@ class EmbedRun(_Record):
     duration_s: float = 0.0
     dry_run: bool = False
     status: str = "success"
+    #: which runner did the per-row work: "local" (this process) or "spark" (the executors)
+    runner: str = "local"
+    #: for runner "spark": partitions, executor_tasks, retried_tasks, known_via, known_points
+    spark: dict[str, Any] | None = None
     #: the runs that applied the same rows to open dual-write migrations' new collections
     migration_runs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -73,6 +77,10 @@ class WatchRun(_Record):
     duration_s: float = 0.0
     mode: str = "watermark"
     status: str = "success"
+    #: which runner did the per-row work: "local" (this process) or "spark" (the executors)
+    runner: str = "local"
+    #: for runner "spark": partitions, executor_tasks, retried_tasks
+    spark: dict[str, Any] | None = None
     #: the runs that applied the same changes to open dual-write migrations' new collections
     migration_runs: list[dict[str, Any]] = field(default_factory=list)
 

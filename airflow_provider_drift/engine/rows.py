@@ -230,10 +230,14 @@ def check_input(
         raise
 
 
-def _reject_blank(batch: pa.RecordBatch, *, text_col: str) -> None:
-    text = batch.column(TEXT)
+def blank_texts(text: pa.Array) -> pa.Array:
+    """Mask of the texts that cannot be embedded: null, empty or whitespace only (never null itself)."""
     empty = pc.invert(pc.utf8_length(pc.utf8_trim_whitespace(text)).cast(pa.bool_()))
-    blank = pc.or_kleene(pc.is_null(text), empty)
+    return pc.or_kleene(pc.is_null(text), empty)
+
+
+def _reject_blank(batch: pa.RecordBatch, *, text_col: str) -> None:
+    blank = blank_texts(batch.column(TEXT))
     n = pc.sum(blank.cast(pa.int64())).as_py() or 0
     if n:
         shown = pc.filter(batch.column(KEY), blank).to_pylist()[:_SHOW]

@@ -27,10 +27,11 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -50,6 +51,7 @@ from .records import WatchRun
 from .rows import OnInvalid
 from .sinks.base import Distance, Sink
 from .sources import open_source, source_name
+from .spark import SparkOptions
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,8 @@ def watch(
     spark: Any = None,
     run_context: dict[str, Any] | None = None,
     lease_wait_s: float = DEFAULT_LEASE_WAIT_S,
+    runner: Literal["local", "spark"] = "local",
+    spark_options: SparkOptions | None = None,
 ) -> WatchRun:
     """Apply the table's committed changes since the watermark to the sink and return what happened.
 
@@ -94,6 +98,10 @@ def watch(
     :param source: the source's stable name (default: derived from the path, as ``embed`` does).
     :param lease_wait_s: how long to wait for another watch of the same (source, sink) to finish
         before failing with a transient ``LeaseBusyError``.
+    :param runner: ``"spark"``: the window's upserts are embedded and written on the executors of
+        ``spark`` (its session, or ``spark.spark`` for a wrapper), the per-key decisions made here
+        (see spark/distributed_watch.py); needs a sink every executor can open by URI. The first
+        run's snapshot embed (and ``full_refresh``) still runs in this process.
     :param on_invalid: a row whose final text is null/blank, or a change row without a key:
         ``"error"`` fails the run before anything is written; ``"skip"`` leaves such rows out
         (a row whose text became blank loses its vector).
@@ -105,10 +113,13 @@ def watch(
             hint="interval mode needs data intervals of non-zero length: schedule the DAG with a "
             "data-interval timetable, e.g. CronDataIntervalTimetable('@hourly', timezone='UTC')",
         )
+    given_provider = provider
     provider = provider or get_provider(model, shadow_mode=shadow_mode, dim=dim, options=provider_options)
     with ExitStack() as stack:
         sink_obj = sink_for(sink, stack, sink_options)
         led = ledger_for(ledger, stack)
+        on_executors = _executors(runner, spark, sink, sink_obj, led, provider, given_provider, shadow_mode,
+                                  dim, provider_options, batch_size, store_text, spark_options)  # fmt: skip
         name = _source_name(source_table, source=source, key_col=key_col, text_col=text_col, spark=spark)
         # One watch per (source, sink) at a time: a second waits, then sees the advanced watermark.
         stack.enter_context(led.lease(name, sink_obj.uri, wait_s=lease_wait_s))
@@ -174,6 +185,7 @@ def watch(
                 _apply_window(
                     run, feed, versions, interval is not None, key_col, text_col, on_invalid,
                     provider, sink_obj, led, batch_size, store_text,
+                    on_executors,
                 )  # fmt: skip
                 sink_obj.flush()
             _advance_watermark(led, run, name, sink_obj.uri, versions, floor, interval is not None)
@@ -191,6 +203,52 @@ def watch(
             run, source_table, sink_obj, led, text_col, key_col, shadow_mode, provider_options, follow
         )
         return run
+
+
+def _executors(
+    runner: str,
+    spark: Any,
+    sink: str | Sink,
+    sink_obj: Sink,
+    ledger: Ledger,
+    provider: EmbeddingProvider,
+    given_provider: EmbeddingProvider | None,
+    shadow_mode: bool,
+    dim: int | None,
+    provider_options: dict[str, Any] | None,
+    batch_size: int,
+    store_text: bool,
+    spark_options: SparkOptions | None,
+) -> Callable[[WatchRun, list[PointRows]], None] | None:
+    """How the window's upserts are applied on Spark executors; None for this process."""
+    if runner == "local":
+        return None
+    from .spark import executor_sink_problem
+
+    session = getattr(spark, "spark", spark)  # a session, or a wrapper around one that reads the feed
+    problem = executor_sink_problem(sink)
+    if runner != "spark" or session is None or problem is not None:
+        raise ConfigError(
+            f"runner={runner!r} needs spark=<SparkSession> and a sink every executor can write"
+            + (f" ({problem})" if problem else ""),
+            hint="pass spark= and a pgvector:// or qdrant://HOST sink URI, or runner='local'",
+        )
+    from .spark.distributed_watch import apply_upserts
+    from .spark.tasks import ProviderSpec
+
+    options = dict(provider_options or {})
+    spec = ProviderSpec(
+        provider.model, shadow_mode=shadow_mode, dim=dim, options=options, instance=given_provider
+    )
+
+    def apply(run: WatchRun, upserts: list[PointRows]) -> None:
+        apply_upserts(
+            run, upserts, spark=session, sink_uri=str(sink), sink=sink_obj, ledger=ledger, provider=spec,
+            model=provider.model, batch_size=batch_size, store_text=store_text,
+            options=spark_options or SparkOptions(),
+        )  # fmt: skip
+
+    return apply
 
 
 def _follow_migrations(
@@ -301,8 +359,13 @@ def _apply_window(
     ledger: Ledger,
     batch_size: int,
     store_text: bool,
+    on_executors: Callable[[WatchRun, list[PointRows]], None] | None = None,
 ) -> None:
-    """Read, collapse, check, then apply the window's final states in batches of keys."""
+    """Read, collapse, check, then apply the window's final states in batches of keys.
+
+    ``on_executors``: embed and write the upserts there (see spark/distributed_watch.py) instead
+    of on this process's writer threads; the per-key decisions are the same.
+    """
     changes = feed.read(
         versions[0],
         versions[-1],
@@ -323,13 +386,28 @@ def _apply_window(
     # their tombstones do not compete with the writer's transactions, and until then a deleted
     # point's vector can still be reused for a text another key now has.
     later = _Later()
-    with PointWriter(
-        run, source=run.source, provider=provider, sink=sink, ledger=ledger, reuse=True, store_text=store_text
-    ) as points:
+    if on_executors is not None:
+        upserts: list[PointRows] = []
         for start in range(0, states.num_rows, batch_size):
             _apply_batch(
-                run, states.slice(start, batch_size), provider.model, ledger, sink.uri, points, later
+                run, states.slice(start, batch_size), provider.model, ledger, sink.uri, upserts.append, later
             )
+        on_executors(run, upserts)
+    else:
+        with PointWriter(
+            run, source=run.source, provider=provider, sink=sink, ledger=ledger, reuse=True,
+            store_text=store_text,
+        ) as points:  # fmt: skip
+            for start in range(0, states.num_rows, batch_size):
+                _apply_batch(
+                    run,
+                    states.slice(start, batch_size),
+                    provider.model,
+                    ledger,
+                    sink.uri,
+                    points.submit,
+                    later,
+                )
     later.apply(sink, ledger, model=provider.model, run_id=run.run_id)
 
 
@@ -396,7 +474,7 @@ def _apply_batch(
     model: str,
     ledger: Ledger,
     sink_uri: str,
-    points: PointWriter,
+    submit: Callable[[PointRows], object],
     later: _Later,
 ) -> None:
     """Guard each key, then hand upserts to the writer (sink, then ledger) and keep deletes for later."""
@@ -432,7 +510,7 @@ def _apply_batch(
     # raised from submit() must not lose them from a window whose upserts partly landed.
     later.deletes.extend(Upsert(ids[i], run.source, keys[i], "", versions[i]) for i in deletes)
     later.current.extend(current)
-    points.submit(
+    submit(
         PointRows(
             [ids[i] for i in upserts],
             [keys[i] for i in upserts],

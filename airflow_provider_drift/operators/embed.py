@@ -85,6 +85,10 @@ class EmbedOperator(SinkTaskMixin, BaseOperator):
     :param on_invalid: ``"error"`` fails on a null/empty text or duplicate key; ``"skip"`` counts and skips.
     :param batch_api: embed through the OpenAI Batch API (half price, deferred up to 24 h);
         not with ``shadow_mode`` or ``delete_missing``.
+    :param spark_conn_id: a ``spark_connect`` or ``spark`` (master URL, e.g. ``local[2]``)
+        connection: the table is read as a Spark DataFrame and, with a sink every executor
+        can reach (pgvector, Qdrant server), planned, embedded and written on the executors;
+        the ledger is recorded by this task. A name without a path is a catalog table.
     :param poll_interval: seconds between the trigger's status polls of the batches.
     :param batch_timeout: how long the task may stay deferred before it fails (default 25 h:
         the Batch API's 24 h window plus time to finalise).
@@ -133,6 +137,7 @@ class EmbedOperator(SinkTaskMixin, BaseOperator):
         batch_api: bool = False,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         batch_timeout: timedelta | None = timedelta(hours=25),
+        spark_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         if batch_api:
@@ -165,9 +170,22 @@ class EmbedOperator(SinkTaskMixin, BaseOperator):
         self.batch_api = batch_api
         self.poll_interval = poll_interval
         self.batch_timeout = batch_timeout
+        self.spark_conn_id = spark_conn_id
         self.collection_outlet = self._collection_outlet()
         if not dry_run:  # a plan writes nothing: downstream DAGs must not run on it
             self.add_outlets([self.collection_outlet])
+
+    def _spark_input(self) -> tuple[Any, str | None, Any]:
+        """(what embed reads, its source name, the Spark session or None)."""
+        location = self.source or self.table
+        if not self.spark_conn_id:
+            return location, self.source_name, None
+        from airflow_provider_drift.engine.spark.frames import spark_frame
+        from airflow_provider_drift.hooks.spark import SparkSessionHook
+
+        session = SparkSessionHook(self.spark_conn_id).session()
+        frame, name = spark_frame(session, str(location))
+        return frame, self.source_name or name, session
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_drift.engine.embed import embed
@@ -175,10 +193,12 @@ class EmbedOperator(SinkTaskMixin, BaseOperator):
         if self.batch_api:
             return self._submit(context)
         with engine_errors():
+            data, name, spark = self._spark_input()
             try:
                 run = embed(
-                    self.source or self.table,
-                    source=self.source_name,
+                    data,
+                    source=name,
+                    spark=spark,
                     text_col=self.text_col,
                     key_col=self.key_col,
                     model=self.model,

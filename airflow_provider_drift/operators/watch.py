@@ -76,6 +76,9 @@ class WatchOperator(SinkTaskMixin, BaseOperator):
     :param dim: vector size for models the engine does not know.
     :param store_text: also store the text in the point payload.
     :param on_invalid: ``"error"`` fails on a null key or null/blank text; ``"skip"`` leaves such rows out.
+    :param spark_conn_id: a ``spark_connect`` or ``spark`` (master URL) connection: the change feed
+        is read through that session (``readChangeFeed``, needs delta-spark on it); ``table`` may
+        then name a catalog table.
     """
 
     template_fields: Sequence[str] = (
@@ -115,6 +118,7 @@ class WatchOperator(SinkTaskMixin, BaseOperator):
         dim: int | None = None,
         store_text: bool = False,
         on_invalid: Literal["error", "skip"] = "error",
+        spark_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         if mode not in ("watermark", "interval"):
@@ -141,8 +145,16 @@ class WatchOperator(SinkTaskMixin, BaseOperator):
         self.dim = dim
         self.store_text = store_text
         self.on_invalid = on_invalid
+        self.spark_conn_id = spark_conn_id
         self.collection_outlet = self._collection_outlet()
         self.add_outlets([self.collection_outlet])
+
+    def _spark(self) -> Any:
+        if not self.spark_conn_id:
+            return None
+        from airflow_provider_drift.hooks.spark import SparkSessionHook
+
+        return SparkSessionHook(self.spark_conn_id).session()
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_drift.engine.watch import watch
@@ -170,6 +182,7 @@ class WatchOperator(SinkTaskMixin, BaseOperator):
                     on_invalid=self.on_invalid,
                     provider_options=self.provider_options,
                     run_context=run_context(context),
+                    spark=self._spark(),
                 )
             finally:
                 if "ledger" in self.__dict__:

@@ -89,6 +89,11 @@ class SparkSource(Source):
         self._frame = frame
         self._columns = columns
 
+    @property
+    def frame(self) -> Any:
+        """The filtered DataFrame of the input columns (key and text first), for the Spark runner."""
+        return self._frame
+
     def _raw_batches(self) -> Iterator[pa.RecordBatch]:
         columns = self._columns
         values: list[list[Any]] = [[] for _ in columns]

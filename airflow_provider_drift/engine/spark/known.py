@@ -1,0 +1,156 @@
+"""What the ledger knows about a sink, in the compact form executors compare rows against.
+
+The ledger is a SQLite file on the driver, so executors cannot ask it. The
+driver reads the sink's live provenance rows once and ships them:
+
+* ``known`` — per point of this source: 16 bytes of point id, the first 16
+  bytes of its content hash, and whether the row counts as current for this
+  run (same model, no pending mark): the same test as
+  :meth:`~..ledger.vectors.VectorsPart.stale_positions`, on 128-bit hash
+  prefixes (the single-process planner compares whole hashes; two texts
+  sharing a 128-bit SHA-256 prefix are not a practical concern).
+* ``holders`` — per text already embedded with this model anywhere in the
+  sink: hash prefix → a point holding it, so an executor copies that vector
+  (after checking the point's payload, as :func:`..vectorize.vectorize` does)
+  instead of paying again.
+
+Two ways to ship ``known`` (``known_via``), measured in ``dev/bench/bench_spark.py``:
+``"broadcast"`` sends the sorted arrays to every executor once (a Spark
+broadcast variable; on Spark Connect inside the task closure) and the plan
+step looks rows up with a binary search — no shuffle; ``"join"`` turns them
+into a DataFrame and left-joins the planned rows on point id — a shuffle of
+every row, but nothing per executor grows with the table. The default is
+broadcast below :data:`BROADCAST_LIMIT` known points (32 bytes each), join above.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from ..ledger import Ledger
+
+KnownVia = Literal["auto", "broadcast", "join"]
+
+#: past this many known points (~32 bytes each: 64 MiB), ``auto`` joins instead of broadcasting
+BROADCAST_LIMIT = 2_000_000
+
+STATE_CURRENT = "current"
+STATE_NEW = "new"
+STATE_UPDATE = "update"
+
+
+def id_bytes(point_id: str) -> bytes:
+    return bytes.fromhex(point_id.replace("-", ""))
+
+
+def hash_prefix(content_hash: str) -> bytes:
+    return bytes.fromhex(content_hash[:32])
+
+
+@dataclass
+class LedgerView:
+    """The sink's live provenance as arrays: ``known`` for this source, ``holders`` for this model."""
+
+    ids: np.ndarray  # S16, sorted
+    hashes: np.ndarray  # S16, aligned with ids
+    current_ok: np.ndarray  # bool, aligned with ids
+    holder_hashes: np.ndarray  # S16, distinct
+    holder_ids: list[str]
+
+    @property
+    def n_known(self) -> int:
+        return len(self.ids)
+
+    def index(self) -> KnownIndex:
+        return KnownIndex(self.ids, self.hashes, self.current_ok)
+
+    def known_table(self) -> pa.Table:
+        return pa.table(
+            {
+                "k_pid": fixed16(self.ids),
+                "k_hash": fixed16(self.hashes),
+                "k_ok": pa.array(self.current_ok),
+            }
+        )
+
+    def holders_table(self) -> pa.Table:
+        return pa.table(
+            {
+                "h_hash": fixed16(self.holder_hashes),
+                "holder": pa.array(self.holder_ids, pa.string()),
+            }
+        )
+
+
+def read_ledger(ledger: Ledger, *, sink: str, source: str, model: str) -> LedgerView:
+    """Read the sink's live points (chunked by point id: the driver never holds SQLite rows in bulk)."""
+    ids: list[bytes] = []
+    hashes: list[bytes] = []
+    ok: list[bool] = []
+    holders: dict[bytes, str] = {}
+    for chunk in ledger.live_points(sink):
+        for r in chunk:
+            usable = r["model"] == model and r["pending_run"] is None
+            prefix = hash_prefix(r["content_hash"] or "0" * 32)
+            if r["source"] == source:
+                ids.append(id_bytes(r["point_id"]))
+                hashes.append(prefix)
+                ok.append(usable)
+            if usable and r["content_hash"]:
+                holders.setdefault(prefix, r["point_id"])
+    id_arr = np.array(ids, dtype="S16")
+    order = np.argsort(id_arr, kind="stable")
+    return LedgerView(
+        ids=id_arr[order],
+        hashes=np.array(hashes, dtype="S16")[order],
+        current_ok=np.array(ok, dtype=bool)[order],
+        holder_hashes=np.array(list(holders), dtype="S16"),
+        holder_ids=list(holders.values()),
+    )
+
+
+@dataclass
+class KnownIndex:
+    """Sorted known points, looked up by binary search on the executors (the ``broadcast`` way)."""
+
+    ids: np.ndarray
+    hashes: np.ndarray
+    current_ok: np.ndarray
+
+    def states(self, point_ids: list[str], content_hashes: list[str]) -> list[str]:
+        """Per row: ``current`` (holds this text, this model), ``update`` (known otherwise) or ``new``."""
+        if not len(self.ids):
+            return [STATE_NEW] * len(point_ids)
+        want = np.array([id_bytes(p) for p in point_ids], dtype="S16")
+        pos = np.searchsorted(self.ids, want)
+        pos[pos == len(self.ids)] = 0
+        found = self.ids[pos] == want
+        same = self.hashes[pos] == np.array([hash_prefix(h) for h in content_hashes], dtype="S16")
+        current = found & same & self.current_ok[pos]
+        return [
+            STATE_CURRENT if c else STATE_UPDATE if f else STATE_NEW
+            for c, f in zip(current, found, strict=True)
+        ]
+
+
+def fixed16(values: np.ndarray) -> pa.Array:
+    """An Arrow binary array of an ``S16`` array (whose ``tolist()`` would strip trailing zero bytes)."""
+    fixed = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(16), len(values), [None, pa.py_buffer(np.ascontiguousarray(values).tobytes())]
+    )
+    return fixed.cast(pa.binary())  # Spark has no fixed-size binary type
+
+
+def resolve_known_via(known_via: KnownVia, n_known: int) -> Literal["broadcast", "join"]:
+    if known_via == "auto":
+        return "broadcast" if n_known <= BROADCAST_LIMIT else "join"
+    return known_via
+
+
+def to_spark(spark: Any, table: pa.Table) -> Any:
+    """A Spark DataFrame of an Arrow table (an empty one keeps its schema)."""
+    return spark.createDataFrame(table)
