@@ -85,6 +85,7 @@ def test_runner_spark_needs_a_session_and_a_shared_sink(tmp_path: Path, spark: A
         watch(table, sink=f"qdrant+local://{tmp_path}/q/t", runner="spark", spark=spark, **kw)
 
 
+@pytest.mark.unfetchable
 def test_with_real_delta_spark(tmp_path: Path, pg_dsn: str, pg_table_name: str) -> None:
     jars = os.environ.get(JARS_ENV)
     if not jars:
