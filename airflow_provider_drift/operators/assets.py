@@ -5,7 +5,10 @@ or opening the sink, so it is built from what the task was given:
 
 * a sink URI → that URI without credentials or options
   (``qdrant://host:6333/docs``, ``qdrant+local:///data/qdrant/docs``,
-  ``pgvector://host:5432/db/docs``);
+  ``pgvector://host:5432/db/docs``); a libpq URI
+  (``postgresql://user:pw@host:5432/db?table=docs``) becomes its
+  ``pgvector://host:5432/db/[schema.]docs`` — the ``postgres`` provider
+  claims the ``postgresql`` scheme and refuses a URI that is not a table path;
 * a sink connection → ``drift://<conn_id>/<collection>`` (or
   ``drift://<conn_id>/<schema>/<table>``);
 * neither → the embedded default sink's URI for the collection.
@@ -74,6 +77,10 @@ def _credential_free(uri: str) -> str:
         )
     netloc = parts.netloc.rpartition("@")[2]
     params = sorted(parse_qsl(parts.query, keep_blank_values=True))
+    if parts.scheme.lower() in ("postgresql", "postgres"):
+        found = dict(params)
+        table = ".".join(p for p in (found.get("schema"), found.get("table") or found.get("collection")) if p)
+        return f"pgvector://{netloc}{parts.path.rstrip('/')}/{quote(table, safe='.')}"
     query = [(k, v) for k, v in params if k in IDENTITY_PARAMS]
     # Built by hand: urlunsplit would turn qdrant+local:///abs into qdrant+local:/abs, and the asset's
     # name (the URI as given) would then differ from a plain Asset(sink) in a downstream DAG.

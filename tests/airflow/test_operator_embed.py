@@ -88,12 +88,16 @@ def test_collection_is_declared_as_an_outlet_asset() -> None:
     by_uri = _embed_op(sink="qdrant://user:secret@qdrant:6333/tickets?api_key=k&grpc=true")
     by_conn = _embed_op(sink_conn_id="qdrant_default", collection="tickets")
     by_pg = _embed_op(sink_conn_id="pgvector_default", collection="tickets", sink_schema="search")
+    by_libpq = _embed_op(
+        sink="postgresql://drift:pw@db:5432/vectors?table=tickets&schema=search&sslmode=require"
+    )
     default = _embed_op(collection="tickets")
     templated = _embed_op(collection="tickets_{{ params.env }}")
 
     assert by_uri.outlets == [Asset("qdrant://qdrant:6333/tickets")]  # no credentials, no options
     assert by_conn.outlets == [Asset("drift://qdrant_default/tickets")]
     assert by_pg.outlets == [Asset("drift://pgvector_default/search/tickets")]
+    assert by_libpq.outlets == [Asset("pgvector://db:5432/vectors/search.tickets")]  # parses; no password
     assert default.outlets == [Asset(default_sink_uri("tickets"))]
     assert templated.outlets == [AssetAlias("drift-collection:embed")]
     # Downstream DAGs build the same asset from the same arguments.
