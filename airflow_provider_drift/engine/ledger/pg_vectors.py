@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .pg_connection import PgLedgerConnection, PgWrite
-from .vectors import Upsert, VectorsPart, VectorState
+from .vectors import Upsert, VectorsPart, VectorState, vector_states
 
 _STAGE_TABLE = (
     "CREATE TEMP TABLE IF NOT EXISTS ledger_stage (point_id TEXT, source TEXT, source_key TEXT,"
@@ -41,16 +41,7 @@ class PgVectorsPart(VectorsPart):
             " WHERE sink=? AND point_id = ANY(?)",
             (sink, list(point_ids)),
         )
-        return {
-            r["point_id"]: VectorState(
-                r["content_hash"],
-                r["model"],
-                r["source_version"],
-                r["deleted_at"] is not None,
-                r["pending_run"] is not None,
-            )
-            for r in rows
-        }
+        return vector_states(rows)
 
     def stale_positions(
         self, sink: str, model: str, point_ids: Sequence[str], hashes: Sequence[str]

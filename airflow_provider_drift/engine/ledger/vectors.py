@@ -58,16 +58,7 @@ class VectorsPart(LedgerPart):
             " WHERE sink=? AND point_id IN (SELECT value FROM json_each(?))",
             (sink, json.dumps(list(point_ids))),
         )
-        return {
-            r["point_id"]: VectorState(
-                r["content_hash"],
-                r["model"],
-                r["source_version"],
-                r["deleted_at"] is not None,
-                r["pending_run"] is not None,
-            )
-            for r in rows
-        }
+        return vector_states(rows)
 
     def stale_positions(
         self, sink: str, model: str, point_ids: Sequence[str], hashes: Sequence[str]
@@ -422,3 +413,17 @@ class VectorsPart(LedgerPart):
 
 class SchemeMismatchError(ConfigError):
     """A run would write points of another id or vector scheme than the sink holds."""
+
+
+def vector_states(rows: Sequence[Any]) -> dict[str, VectorState]:
+    """Point id → state, from rows with the columns of :meth:`VectorsPart.lookup`."""
+    return {
+        r["point_id"]: VectorState(
+            r["content_hash"],
+            r["model"],
+            r["source_version"],
+            r["deleted_at"] is not None,
+            r["pending_run"] is not None,
+        )
+        for r in rows
+    }
