@@ -30,6 +30,16 @@ def _isolated_drift_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     return home
 
 
+@pytest.fixture(autouse=True)
+def _no_heartbeat_after_the_test() -> Iterator[None]:
+    """A test that leaves a run open (a ledger unit test, a simulated crash) must not beat on after it:
+    its ledger, or the Postgres schema holding it, is gone."""
+    yield
+    from airflow_provider_drift.engine.ledger.liveness import HEARTBEAT
+
+    HEARTBEAT.forget()
+
+
 @pytest.fixture
 def ledger_path(_isolated_drift_home: Path) -> Path:
     return _isolated_drift_home / "ledger.db"

@@ -93,6 +93,12 @@ class _Heartbeat:
         with self._lock:
             self._leases.get(path, set()).discard(key)
 
+    def forget(self) -> None:
+        """Stop beating for every run and lease of this process (a test's runs end with the test)."""
+        with self._lock:
+            self._runs.clear()
+            self._leases.clear()
+
     def _start(self) -> None:
         if self._thread is None or not self._thread.is_alive() or self._thread.ident is None:
             self._thread = threading.Thread(target=self._loop, name="drift-heartbeat", daemon=True)
