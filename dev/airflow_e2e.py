@@ -246,10 +246,21 @@ def cdc(af: Airflow) -> None:
     print(f"committed v1..v3 in the hours starting {', '.join(h.strftime('%H:%M') for h in hours)}")
 
     print("airflow backfill create over those three hours, a manual run beside it", flush=True)
-    af.airflow(
+    backfill_args = (
         "backfill", "create", "--dag-id", CDC,
         "--from-date", hours[0].isoformat(), "--to-date", hours[-1].isoformat(),
     )  # fmt: skip
+    for attempt in range(3):
+        try:
+            af.airflow(*backfill_args)
+            break
+        except E2EError as exc:
+            # Airflow's SQLite metadata DB refuses a writer that raced the scheduler at once
+            # ("database is locked", no busy wait): the CLI's transaction rolled back, so retry it.
+            created = af.api("GET", f"/backfills?dag_id={CDC}").get("backfills")
+            if "database is locked" not in str(exc) or created or attempt == 2:
+                raise
+            print("  the metadata DB was locked by the scheduler; trying airflow backfill create again")
     # Interval mode needs a data interval: a manual run gets one from its logical date (the last hour).
     manual = {"logical_date": hour.isoformat()}
     manual_id = af.api("POST", f"/dags/{CDC}/dagRuns", manual)["dag_run_id"]
