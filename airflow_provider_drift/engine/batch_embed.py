@@ -312,25 +312,26 @@ def _submit_texts(
     meta = {"drift_run_id": job.run_id, "drift_source": job.source[-_META_VALUE_MAX:]}
     plan = _plan(job, sink, ledger)
     # The whole input is valid (unique keys, see rows.py) before a text is paid for.
-    checked = check_input(src, key_col=job.key_col, text_col=job.text_col, on_invalid=job.on_invalid)  # type: ignore[arg-type]
-    for batch in checked.batches():
-        rows = plan.rows(batch)
-        job.n_rows += len(rows.ids) + rows.n_skipped
-        job.n_rows_todo += len(rows.todo)
-        distinct = {rows.hashes[i]: rows.texts[i] for i in rows.todo}
-        new = {h: t for h, t in distinct.items() if bytes.fromhex(h[:32]) not in counted}
-        reusable = ledger.find_embedded(job.model, list(new), sink=sink.uri) if job.dedup and new else {}
-        counted.update(bytes.fromhex(h[:32]) for h in new)
-        job.n_texts_reusable += len(reusable)
-        for h, text in new.items():
-            if h in reusable:
-                continue
-            chunk[h] = text
-            if len(chunk) >= embedder.max_texts_per_batch:
-                _submit_chunk(job, embedder, chunk, manifest, meta)
+    with closing(
+        check_input(src, key_col=job.key_col, text_col=job.text_col, on_invalid=job.on_invalid)  # type: ignore[arg-type]
+    ) as checked:
+        for batch in checked.batches():
+            rows = plan.rows(batch)
+            job.n_rows += len(rows.ids) + rows.n_skipped
+            job.n_rows_todo += len(rows.todo)
+            distinct = {rows.hashes[i]: rows.texts[i] for i in rows.todo}
+            new = {h: t for h, t in distinct.items() if bytes.fromhex(h[:32]) not in counted}
+            reusable = ledger.find_embedded(job.model, list(new), sink=sink.uri) if job.dedup and new else {}
+            counted.update(bytes.fromhex(h[:32]) for h in new)
+            job.n_texts_reusable += len(reusable)
+            for h, text in new.items():
+                if h in reusable:
+                    continue
+                chunk[h] = text
+                if len(chunk) >= embedder.max_texts_per_batch:
+                    _submit_chunk(job, embedder, chunk, manifest, meta)
     if chunk:
         _submit_chunk(job, embedder, chunk, manifest, meta)
-    checked.close()
 
 
 def _submit_chunk(
