@@ -317,7 +317,7 @@ def _submit_texts(
     ) as checked:
         for batch in checked.batches():
             rows = plan.rows(batch)
-            job.n_rows += len(rows.ids) + rows.n_skipped
+            job.n_rows += len(rows) + rows.n_skipped
             job.n_rows_todo += len(rows.todo)
             distinct = {rows.hashes[i]: rows.texts[i] for i in rows.todo}
             new = {h: t for h, t in distinct.items() if bytes.fromhex(h[:32]) not in counted}

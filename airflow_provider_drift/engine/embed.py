@@ -263,6 +263,7 @@ def _embed_here(
         stack.callback(checked.close)
         run.n_rows_processed += checked.n_duplicates
         run.n_skipped += checked.n_duplicates
+        plan = plan.for_input(checked.n_rows)
         for batch in checked.batches():
             rows = plan.rows(batch)
             if delete_missing:
@@ -358,7 +359,7 @@ def _embed_on_spark(
 
 def count_rows(run: EmbedRun, rows: RowBatch) -> None:
     """Count a planned batch into the run: rows read, already current, and left out as invalid."""
-    run.n_rows_processed += len(rows.ids) + rows.n_skipped
+    run.n_rows_processed += len(rows) + rows.n_skipped
     run.n_rows_deduped += rows.n_deduped
     run.n_skipped += rows.n_skipped
 

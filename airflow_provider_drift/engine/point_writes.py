@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from .current_points import VIEW_POINTS_PER_ROW, CurrentPoints
 from .ledger import Ledger, Upsert
 from .providers.base import EmbeddingProvider
 from .rows import OnInvalid, RowBatch, plan_rows
@@ -88,12 +89,27 @@ class RowPlan:
     key_col: str
     text_col: str
     on_invalid: OnInvalid
+    current: CurrentPoints | None = None
+
+    def for_input(self, n_rows: int) -> RowPlan:
+        """This plan with the sink's current points read up front, when ``n_rows`` input rows make
+        that cheaper than asking the ledger batch by batch (see current_points.py)."""
+        if not self.dedup or not n_rows:
+            return self
+        current = CurrentPoints.read(
+            self.ledger,
+            sink=self.sink,
+            source=self.source,
+            model=self.model,
+            limit=n_rows * VIEW_POINTS_PER_ROW,
+        )
+        return self if current is None else replace(self, current=current)
 
     def rows(self, batch: Any) -> RowBatch:
         """Validate a source batch (``key``/``text`` columns) and mark what needs a vector."""
         return plan_rows(
-            batch.column("key").to_pylist(),
-            batch.column("text").to_pylist(),
+            batch.column("key"),
+            batch.column("text"),
             source=self.source,
             sink=self.sink,
             model=self.model,
@@ -102,19 +118,15 @@ class RowPlan:
             key_col=self.key_col,
             text_col=self.text_col,
             on_invalid=self.on_invalid,
+            current=self.current,
         )
 
 
 def rows_to_write(rows: RowBatch, *, version: int | None, todo: Sequence[int] | None = None) -> PointRows:
     """The planned rows that need a vector (``todo``, default ``rows.todo``), all at source ``version``."""
     picked = rows.todo if todo is None else todo
-    return PointRows(
-        [rows.ids[i] for i in picked],
-        [rows.keys[i] for i in picked],
-        [rows.texts[i] for i in picked],
-        [rows.hashes[i] for i in picked],
-        [version] * len(picked),
-    )
+    ids, keys, texts, hashes = rows.select(picked)
+    return PointRows(ids, keys, texts, hashes, [version] * len(picked))
 
 
 def build_write_job(

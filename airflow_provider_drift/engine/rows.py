@@ -20,6 +20,7 @@ import logging
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,8 +28,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .current_points import CurrentPoints
 from .errors import InvalidRowsError
-from .identity import content_hashes, point_ids
+from .identity import content_digests, format_point_ids, hex_hashes, point_id_digests
 from .ledger import Ledger
 from .sources.base import KEY, TEXT
 
@@ -42,63 +44,79 @@ _SHOW = 5
 
 @dataclass
 class RowBatch:
-    """Valid rows of one batch with their ids and hashes, and what needs work."""
+    """Valid rows of one batch with their point-id and content-hash digests, and what needs work.
+
+    The hex ids and hashes (``ids``, ``hashes``) are formatted on first use:
+    a no-change re-run compares digests only and never needs them.
+    """
 
     keys: list[str]
     texts: list[str]
-    ids: list[str]
-    hashes: list[str]
-    todo: list[int]  # positions of rows that need a vector written
+    id_digests: np.ndarray  # S16, the point ids' bytes
+    hash_digests: np.ndarray  # S32, the content hashes' bytes
+    todo: list[int] = field(default_factory=list)  # positions of rows that need a vector written
     n_deduped: int = 0
     n_skipped: int = 0
 
+    def __len__(self) -> int:
+        return len(self.keys)
 
-def validate_rows(
-    keys: Sequence[str | None],
-    texts: Sequence[str | None],
-    *,
-    key_col: str,
-    text_col: str,
-    on_invalid: OnInvalid,
-) -> tuple[list[str], list[str], int]:
+    @cached_property
+    def ids(self) -> list[str]:
+        return format_point_ids(self.id_digests)
+
+    @cached_property
+    def hashes(self) -> list[str]:
+        return hex_hashes(self.hash_digests)
+
+    def select(self, positions: Sequence[int]) -> tuple[list[str], list[str], list[str], list[str]]:
+        """(ids, keys, texts, hashes) of the rows at ``positions``, formatting only those."""
+        if "ids" in self.__dict__:
+            ids = [self.ids[i] for i in positions]
+            hashes = [self.hashes[i] for i in positions]
+        else:
+            picked = np.asarray(positions, dtype=np.intp)
+            ids = format_point_ids(self.id_digests[picked])
+            hashes = hex_hashes(self.hash_digests[picked])
+        return ids, [self.keys[i] for i in positions], [self.texts[i] for i in positions], hashes
+
+
+def valid_rows(
+    keys: pa.Array, texts: pa.Array, *, key_col: str, text_col: str, on_invalid: OnInvalid
+) -> tuple[pa.Array, pa.Array, int]:
     """Drop or reject rows with a null key, null/blank text, or a key seen twice in the batch."""
-    null_keys = [i for i, k in enumerate(keys) if k is None]
-    if null_keys:
+    if keys.null_count:
         raise InvalidRowsError(
-            f"{len(null_keys)} row(s) have a null key in column {key_col!r}",
+            f"{keys.null_count} row(s) have a null key in column {key_col!r}",
             hint="every row needs a key: fix the data or filter them out "
             f"({{opt:filter='{key_col} IS NOT NULL'}})",
         )
-    seen: dict[str, int] = {}
-    dupes: list[str] = []
-    for i, k in enumerate(keys):
-        if k in seen:
-            dupes.append(k)  # type: ignore[arg-type]
-        seen[k] = i  # type: ignore[index]
-    if dupes:
+    if len(keys) and pc.count_distinct(keys).as_py() != len(keys):
+        counts = pc.value_counts(keys)
+        dupes = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
         raise InvalidRowsError(
             f"key column {key_col!r} is not unique: {len(dupes)} duplicate(s), e.g. {dupes[:_SHOW]}",
             hint="{opt:key_col} must identify rows uniquely (use the primary key), "
             "or deduplicate the source first",
         )
-    bad = [i for i, t in enumerate(texts) if t is None or not t.strip()]
-    if bad and on_invalid == "error":
-        shown = [keys[i] for i in bad[:_SHOW]]
+    blank = blank_texts(texts)
+    n_bad = pc.sum(blank.cast(pa.int64())).as_py() or 0
+    if not n_bad:
+        return keys, texts, 0
+    if on_invalid == "error":
+        shown = pc.filter(keys, blank).to_pylist()[:_SHOW]
         raise InvalidRowsError(
-            f"{len(bad)} row(s) have a null or blank {text_col!r}, e.g. keys {shown}",
+            f"{n_bad} row(s) have a null or blank {text_col!r}, e.g. keys {shown}",
             hint=f"fix the data, filter ({{opt:filter='{text_col} IS NOT NULL'}}), "
             "or pass {opt:on_invalid='skip'}",
         )
-    if not bad:
-        return list(keys), list(texts), 0  # type: ignore[arg-type]
-    bad_set = set(bad)
-    good = [i for i in range(len(keys)) if i not in bad_set]
-    return [keys[i] for i in good], [texts[i] for i in good], len(bad)  # type: ignore[misc]
+    good = pc.invert(blank)
+    return pc.filter(keys, good), pc.filter(texts, good), n_bad
 
 
 def plan_rows(
-    keys: Sequence[str | None],
-    texts: Sequence[str | None],
+    keys: pa.Array,
+    texts: pa.Array,
     *,
     source: str,
     sink: str,
@@ -108,18 +126,33 @@ def plan_rows(
     key_col: str,
     text_col: str,
     on_invalid: OnInvalid,
+    current: CurrentPoints | None = None,
 ) -> RowBatch:
-    """Validate a batch and mark the rows whose point is missing, stale, or from another model."""
-    good_keys, good_texts, n_skipped = validate_rows(
+    """Validate a batch and mark the rows whose point is missing, stale, or from another model.
+
+    :param current: the sink's current points read up front (see current_points.py); without
+        it each batch asks the ledger.
+    """
+    good_keys, good_texts, n_skipped = valid_rows(
         keys, texts, key_col=key_col, text_col=text_col, on_invalid=on_invalid
     )
-    ids = point_ids(source, good_keys)
-    hashes = content_hashes(good_texts)
-    if dedup:
-        todo = ledger.stale_positions(sink, model, ids, hashes)
+    key_list: list[str] = good_keys.to_pylist()
+    text_list: list[str] = good_texts.to_pylist()
+    rows = RowBatch(
+        key_list,
+        text_list,
+        point_id_digests(source, key_list),
+        content_digests(text_list),
+        n_skipped=n_skipped,
+    )
+    if not dedup:
+        rows.todo = list(range(len(rows)))
+    elif current is not None:
+        rows.todo = current.stale(rows.id_digests, rows.hash_digests)
     else:
-        todo = list(range(len(ids)))
-    return RowBatch(good_keys, good_texts, ids, hashes, todo, len(ids) - len(todo), n_skipped)
+        rows.todo = ledger.stale_positions(sink, model, rows.ids, rows.hashes)
+    rows.n_deduped = len(rows) - len(rows.todo)
+    return rows
 
 
 @dataclass

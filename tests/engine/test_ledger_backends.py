@@ -398,3 +398,70 @@ def test_a_point_twice_in_one_recorded_batch_keeps_its_last_row(ledger_location:
         )  # fmt: skip
         assert led.lookup("s", ["p1"]) == {"p1": VectorState("h-new", "m", 2, False, False)}
         assert led.live_count("s") == 1
+
+
+def test_the_current_points_view_and_batch_lookups_agree_on_what_is_stale(
+    ledger_location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large run reads the sink's current points once (current_points.py); a small one asks the
+    ledger per batch. Both must find the same rows to write: new, changed, another model, marked,
+    deleted — and nothing else."""
+    import pyarrow as pa
+
+    from airflow_provider_drift.engine.current_points import CurrentPoints
+    from airflow_provider_drift.engine.identity import content_hash, format_point_ids, point_id
+    from airflow_provider_drift.engine.ledger import vectors
+    from airflow_provider_drift.engine.rows import plan_rows
+
+    keys = [f"k{i}" for i in range(9)]
+    texts = [f"text {i}" for i in range(9)]
+    with Ledger(ledger_location) as led:
+        run = led.start_run(kind="embed", sink="s")
+
+        def held(i: int, text: str, *, model: str = "m", source: str = "src", sink: str = "s") -> None:
+            up = Upsert(point_id(source, keys[i]), source, keys[i], content_hash(text))
+            led.record_upserts(sink, [up], model=model, run_id=run)
+
+        for i in (0, 1, 2, 8):
+            held(i, texts[i])  # current
+        held(3, "an older text")  # changed
+        held(4, texts[4], model="other")  # another model
+        held(5, texts[5])
+        led.mark_pending("s", [point_id("src", keys[5])], run_id=run)  # marked: not vouched for
+        held(6, texts[6])
+        led.record_deletes("s", [point_id("src", keys[6])], run_id=run)  # deleted
+        held(7, texts[7], source="elsewhere")  # another source's point
+        held(7, texts[7], sink="other-sink")  # another sink
+        # keys[7] is new to (src, s)
+
+        view = CurrentPoints.read(led, sink="s", source="src", model="m", limit=100)
+        assert view is not None and len(view) == 5  # k0-k3 and k8 (k3 with its older text)
+        assert CurrentPoints.read(led, sink="s", source="src", model="m", limit=4) is None
+        expected = sorted(point_id("src", keys[i]) for i in (0, 1, 2, 3, 8))
+        for chunk in (1, 2, 50):  # chunk boundaries lose nothing
+            monkeypatch.setattr(vectors, "_VIEW_CHUNK", chunk)
+            got = led.current_points("s", source="src", model="m", limit=100)
+            assert got is not None
+            assert sorted(format_point_ids(got[0])) == expected
+            assert sorted(got[1].tolist()) == sorted(
+                bytes.fromhex(content_hash(t)[:32]) for t in (*texts[:3], "an older text", texts[8])
+            )
+
+        args = {"source": "src", "sink": "s", "model": "m", "ledger": led, "dedup": True}
+        checks = {"key_col": "id", "text_col": "body", "on_invalid": "error"}
+        plans = [
+            plan_rows(pa.array(keys), pa.array(texts), **args, **checks, current=current)  # type: ignore[arg-type]
+            for current in (None, view)
+        ]
+        assert plans[0].todo == plans[1].todo == [3, 4, 5, 6, 7]
+        assert [p.n_deduped for p in plans] == [4, 4]
+        assert (
+            plans[1].select([3, 7])
+            == plans[0].select([3, 7])
+            == (
+                [point_id("src", "k3"), point_id("src", "k7")],
+                ["k3", "k7"],
+                ["text 3", "text 7"],
+                [content_hash("text 3"), content_hash("text 7")],
+            )
+        )

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
+
 from .location import LedgerLocation
 from .vectors import Observed, Upsert, VectorState
 
@@ -49,6 +51,9 @@ class LedgerPort(Protocol):
         self, sink: str, model: str, point_ids: Sequence[str], hashes: Sequence[str]
     ) -> list[int]: ...
     def find_embedded(self, model: str, hashes: Sequence[str], *, sink: str) -> dict[str, str]: ...
+    def current_points(
+        self, sink: str, *, source: str, model: str, limit: int
+    ) -> tuple[np.ndarray, np.ndarray] | None: ...
     def record_upserts(self, sink: str, rows: Sequence[Upsert], *, model: str, run_id: str) -> None: ...
     def record_deletes(
         self, sink: str, point_ids: Sequence[str], *, run_id: str, source_version: int | None = ...

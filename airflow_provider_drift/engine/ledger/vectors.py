@@ -17,9 +17,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError
 from ..identity import HASH_SCHEME, POINT_ID_SCHEME
 from .base import LedgerPart, utc_now
+
+#: chars of a point id (UUID) followed by a 32-hex-digit hash prefix, as the views are read
+_PAIR = 36 + 32
+_VIEW_CHUNK = 100_000
 
 #: what a sink holds for a point, as its payload says: (content hash, model), or None if absent
 Observed = tuple[str | None, str | None] | None
@@ -232,6 +238,38 @@ class VectorsPart(LedgerPart):
             yield [dict(r) for r in rows]
             after = rows[-1]["point_id"]
 
+    def current_points(
+        self, sink: str, *, source: str, model: str, limit: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Point-id digests (``S16``) and 128-bit content-hash prefixes (``S16``) of the points of
+        ``source`` that ``sink`` holds current under ``model`` (live, no pending mark), or None when
+        there are more than ``limit``.
+
+        Read in rowid order — a sequential pass over the table (the ``+`` keeps SQLite off the
+        indexes) — with each chunk concatenated in SQL, so no Python object is made per point.
+        """
+        ids: list[np.ndarray] = []
+        prefixes: list[np.ndarray] = []
+        n, after = 0, 0
+        while True:
+            last, count, text = self._db.query(
+                "SELECT max(r), count(*), group_concat(x, '') FROM (SELECT rowid AS r,"
+                " point_id || substr(content_hash, 1, 32) AS x FROM vectors WHERE rowid > ? AND +sink = ?"
+                " AND +source = ? AND +model = ? AND deleted_at IS NULL AND pending_run IS NULL"
+                " ORDER BY rowid LIMIT ?)",
+                (after, sink, source, model, _VIEW_CHUNK),
+            )[0]
+            if not count:
+                break
+            n += count
+            if n > limit:
+                return None
+            chunk_ids, chunk_prefixes = id_hash_pairs(text.encode("ascii"), width=_PAIR)
+            ids.append(chunk_ids)
+            prefixes.append(chunk_prefixes)
+            after = last
+        return _concat(ids), _concat(prefixes)
+
     # --- marks set before a sink write, settled after (crash consistency, see writer.py) ---------
 
     def mark_pending(
@@ -427,3 +465,27 @@ def vector_states(rows: Sequence[Any]) -> dict[str, VectorState]:
         )
         for r in rows
     }
+
+
+def id_hash_pairs(blob: bytes, *, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Parse fixed-width records of a UUID point id and a 32-hex-digit hash prefix (``width`` bytes each,
+    any separator after them) into ``S16`` id digests and ``S16`` hash prefixes, without a Python
+    object per record. A record of another shape raises ValueError."""
+    if len(blob) % width:
+        raise ValueError(f"{len(blob)} bytes are not whole {width}-byte records")
+    rec = np.frombuffer(blob, dtype=np.uint8).reshape(-1, width)
+    if len(rec) and not (rec[:, [8, 13, 18, 23]] == ord("-")).all():
+        raise ValueError("a point id is not a UUID string")
+    hex_id = np.ascontiguousarray(rec[:, _UUID_HEX]).tobytes().decode("ascii")
+    hex_prefix = np.ascontiguousarray(rec[:, 36:68]).tobytes().decode("ascii")
+    return (
+        np.frombuffer(bytes.fromhex(hex_id), dtype="S16"),
+        np.frombuffer(bytes.fromhex(hex_prefix), dtype="S16"),
+    )
+
+
+_UUID_HEX = [i for i in range(36) if i not in (8, 13, 18, 23)]
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, dtype="S16")

@@ -354,9 +354,9 @@ class QdrantLocalSink(Sink):
         with entry.mutex:
             if entry.shard is None and not (entry.directory / _CONFIG_FILE).exists():
                 self._create(entry, int(dim), distance)
-        with self._shard("open the collection"):
-            pass
-        existing = entry.config
+            # An existing shard loads on first use (~2 s at 1M points): a run with nothing to write
+            # never pays for it.
+            existing = entry.config if entry.shard is not None else _read_config(entry.directory)
         assert existing is not None
         if existing[0] != dim:
             raise DimensionMismatchError(
@@ -547,6 +547,9 @@ class QdrantLocalSink(Sink):
             return bool(shard.optimize()) if shard is not None else False
 
     def flush(self) -> None:
+        entry = self._entry
+        if entry is not None and entry.pid == os.getpid() and entry.shard is None:
+            return  # never loaded here, so nothing of ours to flush
         with self._shard("flush") as shard:
             if shard is not None:
                 shard.flush()
