@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from .current_points import VIEW_POINTS_PER_ROW, CurrentPoints
+from .known_points import VIEW_POINTS_PER_ROW, KnownPoints
 from .ledger import Ledger, Upsert
 from .providers.base import EmbeddingProvider
 from .rows import OnInvalid, RowBatch, plan_rows
@@ -89,14 +89,14 @@ class RowPlan:
     key_col: str
     text_col: str
     on_invalid: OnInvalid
-    current: CurrentPoints | None = None
+    current: KnownPoints | None = None
 
     def for_input(self, n_rows: int) -> RowPlan:
         """This plan with the sink's current points read up front, when ``n_rows`` input rows make
-        that cheaper than asking the ledger batch by batch (see current_points.py)."""
+        that cheaper than asking the ledger batch by batch (see known_points.py)."""
         if not self.dedup or not n_rows:
             return self
-        current = CurrentPoints.read(
+        current = KnownPoints.read(
             self.ledger,
             sink=self.sink,
             source=self.source,

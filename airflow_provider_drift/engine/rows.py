@@ -28,9 +28,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .current_points import CurrentPoints
 from .errors import InvalidRowsError
 from .identity import content_digests, format_point_ids, hex_hashes, point_id_digests
+from .known_points import KnownPoints
 from .ledger import Ledger
 from .sources.base import KEY, TEXT
 
@@ -126,11 +126,11 @@ def plan_rows(
     key_col: str,
     text_col: str,
     on_invalid: OnInvalid,
-    current: CurrentPoints | None = None,
+    current: KnownPoints | None = None,
 ) -> RowBatch:
     """Validate a batch and mark the rows whose point is missing, stale, or from another model.
 
-    :param current: the sink's current points read up front (see current_points.py); without
+    :param current: the sink's current points read up front (see known_points.py); without
         it each batch asks the ledger.
     """
     good_keys, good_texts, n_skipped = valid_rows(

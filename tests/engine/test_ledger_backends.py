@@ -149,6 +149,11 @@ def test_tombstones_versions_and_erasures(ledger_location: str) -> None:
         led.record_tombstones("s", [Upsert("p9", "src", "k9", "h9", 4)], model="m", run_id=run)
         (row,) = led.points_for_key("src", "k9")
         assert (row["deleted_version"], row["source_version"], row["deleted_at"] is not None) == (5, 5, True)
+        # one point twice in a batch: the newer version wins, whatever the order
+        twice = [Upsert("p8", "src", "k8", "h8", 7), Upsert("p8", "src", "k8", "h8", 6)]
+        led.record_tombstones("s", twice, model="m", run_id=run)
+        (row,) = led.points_for_key("src", "k8")
+        assert (row["deleted_version"], row["source_version"]) == (7, 7)
         led.advance_versions("s", [("p1", 3), ("p1", 1)])
         assert led.lookup("s", ["p1"])["p1"].source_version == 3
         assert led.advance_source_versions("s", "src", 6) == 2
@@ -403,13 +408,13 @@ def test_a_point_twice_in_one_recorded_batch_keeps_its_last_row(ledger_location:
 def test_the_current_points_view_and_batch_lookups_agree_on_what_is_stale(
     ledger_location: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A large run reads the sink's current points once (current_points.py); a small one asks the
+    """A large run reads the sink's current points once (known_points.py); a small one asks the
     ledger per batch. Both must find the same rows to write: new, changed, another model, marked,
     deleted — and nothing else."""
     import pyarrow as pa
 
-    from airflow_provider_drift.engine.current_points import CurrentPoints
     from airflow_provider_drift.engine.identity import content_hash, format_point_ids, point_id
+    from airflow_provider_drift.engine.known_points import KnownPoints
     from airflow_provider_drift.engine.ledger import vectors
     from airflow_provider_drift.engine.rows import plan_rows
 
@@ -434,9 +439,9 @@ def test_the_current_points_view_and_batch_lookups_agree_on_what_is_stale(
         held(7, texts[7], sink="other-sink")  # another sink
         # keys[7] is new to (src, s)
 
-        view = CurrentPoints.read(led, sink="s", source="src", model="m", limit=100)
+        view = KnownPoints.read(led, sink="s", source="src", model="m", limit=100)
         assert view is not None and len(view) == 5  # k0-k3 and k8 (k3 with its older text)
-        assert CurrentPoints.read(led, sink="s", source="src", model="m", limit=4) is None
+        assert KnownPoints.read(led, sink="s", source="src", model="m", limit=4) is None
         expected = sorted(point_id("src", keys[i]) for i in (0, 1, 2, 3, 8))
         for chunk in (1, 2, 50):  # chunk boundaries lose nothing
             monkeypatch.setattr(vectors, "_VIEW_CHUNK", chunk)

@@ -128,6 +128,16 @@ class PgVectorsPart(VectorsPart):
             if r[3] != run_id and (r[1] != wanted.get(r[0]) or r[2] != model or r[3] is not None)
         ]
 
+    @staticmethod
+    def _set_pending(conn: Any, sink: str, point_ids: Sequence[str], *, run_id: str) -> None:
+        """As on SQLite, one statement: a join on the batch's ids (one index probe each), where a
+        statement per id (10k in a pipeline) cost ~0.1 ms each at 1M points."""
+        conn.execute(
+            "UPDATE vectors AS v SET pending_run = ? FROM unnest(?::text[]) AS w(pid)"
+            " WHERE v.point_id = w.pid AND v.sink = ? AND v.deleted_at IS NULL",
+            (run_id, list(point_ids), sink),
+        )
+
     # --- recording by COPY ----------------------------------------------------------------------
 
     @staticmethod
@@ -162,6 +172,45 @@ class PgVectorsPart(VectorsPart):
             {"sink": sink, "scheme": HASH_SCHEME, "model": model, "run": run_id, "now": now},
         )
         raw.execute("TRUNCATE pg_temp.ledger_stage")
+
+    def record_tombstones(self, sink: str, rows: Sequence[Upsert], *, model: str, run_id: str) -> None:
+        """:meth:`~.erasures.ErasuresPart.record_tombstones` fed by COPY through the staging table: one
+        statement for the batch instead of one per row (10k deletes: ~0.6 s at 1M points)."""
+        if not rows:
+            return
+        from ..identity import HASH_SCHEME
+        from .base import utc_now
+
+        newest: dict[str, Upsert] = {}  # a point twice: its newest version wins, as row by row
+        for r in rows:
+            held = newest.get(r.point_id)
+            if held is None or _version(r) >= _version(held):
+                newest[r.point_id] = r
+        now = utc_now()
+        with self._db.write() as conn:
+            raw = conn.raw
+            raw.execute(_STAGE_TABLE)
+            with raw.cursor().copy(
+                "COPY pg_temp.ledger_stage (point_id, source, source_key, content_hash, source_version)"
+                " FROM STDIN"
+            ) as copy:
+                for r in newest.values():
+                    copy.write_row((r.point_id, r.source, r.key, r.content_hash, r.source_version))
+            raw.execute(
+                "INSERT INTO vectors (sink, point_id, source, source_key, content_hash, hash_scheme, model,"
+                " run_id, source_version, created_at, updated_at, deleted_at, deleted_run_id,"
+                " deleted_version)"
+                " SELECT %(sink)s, point_id, source, source_key, content_hash, %(scheme)s, %(model)s,"
+                " %(run)s, source_version, %(now)s, %(now)s, %(now)s, %(run)s, source_version"
+                " FROM pg_temp.ledger_stage ON CONFLICT (point_id, sink) DO UPDATE"
+                " SET deleted_at=COALESCE(vectors.deleted_at, excluded.deleted_at),"
+                " deleted_run_id=COALESCE(vectors.deleted_run_id, excluded.deleted_run_id),"
+                " deleted_version=excluded.deleted_version, source_version=excluded.source_version,"
+                " updated_at=excluded.updated_at, pending_run=NULL"
+                " WHERE vectors.source_version IS NULL OR vectors.source_version < excluded.source_version",
+                {"sink": sink, "scheme": HASH_SCHEME, "model": model, "run": run_id, "now": now},
+            )
+            raw.execute("TRUNCATE pg_temp.ledger_stage")
 
     # --- planner statistics --------------------------------------------------------------------
 
@@ -248,3 +297,7 @@ def refresh_statistics(db: PgLedgerConnection, *, min_share: float = 0.2) -> boo
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         return True
+
+
+def _version(row: Upsert) -> int:
+    return -1 if row.source_version is None else row.source_version

@@ -293,11 +293,17 @@ class VectorsPart(LedgerPart):
         if not found:
             return 0
         with self._db.write() as conn:
-            conn.executemany(
-                "UPDATE vectors SET pending_run=? WHERE sink=? AND point_id=? AND deleted_at IS NULL",
-                [(run_id, sink, pid) for pid in found],
-            )
+            self._set_pending(conn, sink, found, run_id=run_id)
         return len(found)
+
+    @staticmethod
+    def _set_pending(conn: Any, sink: str, point_ids: Sequence[str], *, run_id: str) -> None:
+        """Mark live points as pending, in one statement for the whole batch."""
+        conn.execute(
+            "UPDATE vectors SET pending_run=? WHERE sink=? AND deleted_at IS NULL"
+            " AND point_id IN (SELECT value FROM json_each(?))",
+            (run_id, sink, json.dumps(list(point_ids))),
+        )
 
     def _pending_candidates(
         self,

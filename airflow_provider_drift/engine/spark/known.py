@@ -5,10 +5,8 @@ driver reads the sink's live provenance rows once and ships them:
 
 * ``known`` — per point of this source: 16 bytes of point id, the first 16
   bytes of its content hash, and whether the row counts as current for this
-  run (same model, no pending mark): the same test as
-  :meth:`~..ledger.vectors.VectorsPart.stale_positions`, on 128-bit hash
-  prefixes (the single-process planner compares whole hashes; two texts
-  sharing a 128-bit SHA-256 prefix are not a practical concern).
+  run (same model, no pending mark): the same index and test as the
+  single-process planner's (:class:`..known_points.KnownPoints`).
 * ``holders`` — per text already embedded with this model anywhere in the
   sink: hash prefix → a point holding it, so an executor copies that vector
   (after checking the point's payload, as :func:`..vectorize.vectorize` does)
@@ -31,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from ..known_points import KnownPoints
 from ..ledger import Ledger
 
 KnownVia = Literal["auto", "broadcast", "join"]
@@ -65,8 +64,8 @@ class LedgerView:
     def n_known(self) -> int:
         return len(self.ids)
 
-    def index(self) -> KnownIndex:
-        return KnownIndex(self.ids, self.hashes, self.current_ok)
+    def index(self) -> KnownPoints:
+        return KnownPoints.of(self.ids, self.hashes, self.current_ok)
 
     def known_table(self) -> pa.Table:
         return pa.table(
@@ -113,28 +112,11 @@ def read_ledger(ledger: Ledger, *, sink: str, source: str, model: str) -> Ledger
     )
 
 
-@dataclass
-class KnownIndex:
-    """Sorted known points, looked up by binary search on the executors (the ``broadcast`` way)."""
-
-    ids: np.ndarray
-    hashes: np.ndarray
-    current_ok: np.ndarray
-
-    def states(self, point_ids: list[str], content_hashes: list[str]) -> list[str]:
-        """Per row: ``current`` (holds this text, this model), ``update`` (known otherwise) or ``new``."""
-        if not len(self.ids):
-            return [STATE_NEW] * len(point_ids)
-        want = np.array([id_bytes(p) for p in point_ids], dtype="S16")
-        pos = np.searchsorted(self.ids, want)
-        pos[pos == len(self.ids)] = 0
-        found = self.ids[pos] == want
-        same = self.hashes[pos] == np.array([hash_prefix(h) for h in content_hashes], dtype="S16")
-        current = found & same & self.current_ok[pos]
-        return [
-            STATE_CURRENT if c else STATE_UPDATE if f else STATE_NEW
-            for c, f in zip(current, found, strict=True)
-        ]
+def states(known: KnownPoints, id_digests: np.ndarray, hash_digests: np.ndarray) -> list[str]:
+    """Per row: ``current`` (holds this text, this model), ``update`` (known otherwise) or ``new``."""
+    found, current = known.match(id_digests, hash_digests)
+    out = np.where(current, STATE_CURRENT, np.where(found, STATE_UPDATE, STATE_NEW))
+    return out.tolist()  # type: ignore[no-any-return]
 
 
 def fixed16(values: np.ndarray) -> pa.Array:

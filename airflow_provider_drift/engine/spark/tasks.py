@@ -2,7 +2,7 @@
 
 Each function here is handed to ``mapInArrow`` with a frozen spec, so it is
 pickled to the executors and must not touch the driver's ledger. They use
-the single-process pipeline's own pieces — :func:`..identity.point_ids`,
+the single-process pipeline's own pieces — :func:`..identity.point_id_digests`,
 :func:`..rows.blank_texts`, :func:`..vectorize.vectorize`,
 :func:`..point_writes.build_write_job` — so ids, hashes, dedup and cost are
 the same whichever runner does the work.
@@ -32,7 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import DriftError, TerminalError
-from ..identity import content_hashes, point_ids
+from ..identity import content_digests, format_point_ids, hex_hashes, point_id_digests
+from ..known_points import KnownPoints, hash_prefixes
 from ..ledger import Upsert
 from ..point_writes import PointRows, build_write_job
 from ..providers import EmbeddingProvider, get_provider
@@ -41,7 +42,8 @@ from ..sinks import open_sink
 from ..sinks.base import PAYLOAD_HASH, PAYLOAD_MODEL, PAYLOAD_RUN, Sink
 from ..sources.base import key_strings
 from ..vectorize import add_cost, vectorize
-from .known import KnownIndex, hash_prefix, id_bytes
+from .known import fixed16
+from .known import states as known_states
 from .remote_errors import RemoteError, encode
 
 #: rows of the plan step: every input row, with what validation and the ledger say about it
@@ -106,8 +108,8 @@ class ProviderSpec:
 class PlanSpec:
     source: str
     #: known points shipped in the closure/broadcast; None when the driver joins instead
-    known: KnownIndex | None = None
-    broadcast: Any = None  # a Spark broadcast variable holding a KnownIndex (classic Spark only)
+    known: KnownPoints | None = None
+    broadcast: Any = None  # a Spark broadcast variable holding a KnownPoints (classic Spark only)
 
 
 @dataclass(frozen=True)
@@ -142,19 +144,17 @@ def plan_partition(spec: PlanSpec, batches: Iterator[pa.RecordBatch]) -> Iterato
             continue
         keys = key_strings(batch.column(0))
         texts = batch.column(1).cast(pa.string())
-        key_list = [k or "" for k in keys.to_pylist()]
-        text_list = [t or "" for t in texts.to_pylist()]
-        pids = point_ids(spec.source, key_list)
-        hashes = content_hashes(text_list)
-        states = known.states(pids, hashes) if known is not None else [None] * n
+        pid_digests = point_id_digests(spec.source, [k or "" for k in keys.to_pylist()])
+        hash_digests = content_digests([t or "" for t in texts.to_pylist()])
+        states = known_states(known, pid_digests, hash_digests) if known is not None else [None] * n
         yield pa.RecordBatch.from_arrays(
             [
-                pa.array(pids, pa.string()),
-                pa.array([id_bytes(p) for p in pids], pa.binary()),
+                pa.array(format_point_ids(pid_digests), pa.string()),
+                fixed16(pid_digests),
                 keys,
                 texts,
-                pa.array(hashes, pa.string()),
-                pa.array([hash_prefix(h) for h in hashes], pa.binary()),
+                pa.array(hex_hashes(hash_digests), pa.string()),
+                fixed16(hash_prefixes(hash_digests)),
                 pc.is_null(keys),
                 blank_texts(texts),
                 pa.array(np.arange(offset, offset + n, dtype=np.int64) + (part << 40)),
