@@ -140,7 +140,7 @@ def embed_partitions(
 
         return plan_partition(spec, batches)
 
-    planned = frame.select(frame.columns[0], frame.columns[1]).mapInArrow(plan, _ddl(PLAN_SCHEMA))
+    planned = _spread(frame, spark).mapInArrow(plan, _ddl(PLAN_SCHEMA))
     if via == "join":
         known = spark.createDataFrame(view.known_table())
         planned = (
@@ -380,6 +380,29 @@ def _record(ledger: Ledger, sink: str, upserts: list[Any], *, model: str, run: A
     if upserts:
         ledger.record_upserts(sink, upserts, model=model, run_id=run.run_id)
         run.n_written += len(upserts)
+
+
+def _spread(frame: Any, spark: Any) -> Any:
+    """Key, text and each row's input order, over at least two partitions per core.
+
+    A Parquet file under the split size is one partition: planned as it comes, one core would
+    hash every row while the others wait (measured, 200k rows on ``local[2]``: plan and check
+    12.0 s in one task). The order is numbered before the repartition, for ``keep_last``.
+    """
+    from pyspark.sql import functions as F
+
+    numbered = frame.select(frame.columns[0], frame.columns[1], F.monotonically_increasing_id().alias("ord"))
+    wanted = 2 * _parallelism(spark)
+    have = _partitions(frame)
+    return numbered if have is not None and have >= wanted else numbered.repartition(wanted)
+
+
+def _partitions(frame: Any) -> int | None:
+    """How many partitions ``frame`` has (None on Spark Connect, which does not say)."""
+    try:
+        return int(frame.rdd.getNumPartitions())
+    except Exception:
+        return None
 
 
 def _spark_context(spark: Any) -> Any:

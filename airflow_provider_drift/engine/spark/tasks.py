@@ -27,7 +27,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -134,10 +133,12 @@ def task_ids() -> tuple[int, int]:
 
 
 def plan_partition(spec: PlanSpec, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Key strings, validity flags, point ids, content hashes and (when shipped) each row's ledger state."""
-    part, _ = task_ids()
+    """Key strings, validity flags, point ids, content hashes and (when shipped) each row's ledger state.
+
+    The batches hold key, text and ``ord``, each row's place in the input (numbered before any
+    repartition, so "the last row of a key" keeps its meaning).
+    """
     known = spec.known if spec.known is not None else (spec.broadcast.value if spec.broadcast else None)
-    offset = 0
     for batch in batches:
         n = batch.num_rows
         if not n:
@@ -157,12 +158,11 @@ def plan_partition(spec: PlanSpec, batches: Iterator[pa.RecordBatch]) -> Iterato
                 fixed16(hash_prefixes(hash_digests)),
                 pc.is_null(keys),
                 blank_texts(texts),
-                pa.array(np.arange(offset, offset + n, dtype=np.int64) + (part << 40)),
+                batch.column(2).cast(pa.int64()),
                 pa.array(states, pa.string()),
             ],
             schema=PLAN_SCHEMA,
         )
-        offset += n
 
 
 class _Holders:
