@@ -11,14 +11,12 @@ connection, as on SQLite.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
-
-import numpy as np
 
 from . import vectors
 from .pg_connection import PgLedgerConnection, PgWrite
-from .vectors import _PAIR, Upsert, VectorsPart, VectorState, _concat, id_hash_pairs, vector_states
+from .vectors import Upsert, VectorsPart, VectorState, vector_states
 
 _STAGE_TABLE = (
     "CREATE TEMP TABLE IF NOT EXISTS ledger_stage (point_id TEXT, source TEXT, source_key TEXT,"
@@ -53,32 +51,19 @@ class PgVectorsPart(VectorsPart):
         }
         return [i for i, pid in enumerate(point_ids) if pid not in held]
 
-    def current_points(
-        self, sink: str, *, source: str, model: str, limit: int
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """As :meth:`VectorsPart.current_points`: chunks in point-id order along ``vectors_by_point``,
-        each aggregated into one string on the server (row by row, psycopg costs ~5 µs a row)."""
-        ids: list[np.ndarray] = []
-        prefixes: list[np.ndarray] = []
-        n, after = 0, ""
-        while True:
-            last, count, text = self._db.query(
-                "SELECT max(point_id), count(*), string_agg(x, '') FROM (SELECT point_id,"
-                " point_id || substr(content_hash, 1, 32) AS x FROM vectors WHERE sink = ? AND point_id > ?"
-                " AND source = ? AND model = ? AND deleted_at IS NULL AND pending_run IS NULL"
-                " ORDER BY point_id LIMIT ?) AS chunk",
-                (sink, after, source, model, vectors._VIEW_CHUNK),
-            )[0]
-            if not count:
-                break
-            n += count
-            if n > limit:
-                return None
-            chunk_ids, chunk_prefixes = id_hash_pairs(text.encode("ascii"), width=_PAIR)
-            ids.append(chunk_ids)
-            prefixes.append(chunk_prefixes)
-            after = last
-        return _concat(ids), _concat(prefixes)
+    _VIEW_START = ""
+
+    def _view_chunk(self, sink: str, source: str, model: str, after: Any) -> tuple[Any, int, str]:
+        """In point-id order along ``vectors_by_point``, aggregated into one string on the server (row
+        by row, psycopg costs ~5 µs a row)."""
+        row = self._db.query(
+            "SELECT max(point_id), count(*), string_agg(x, '') FROM (SELECT point_id,"
+            " point_id || substr(content_hash, 1, 32) AS x FROM vectors WHERE sink = ? AND point_id > ?"
+            " AND source = ? AND model = ? AND deleted_at IS NULL AND pending_run IS NULL"
+            " ORDER BY point_id LIMIT ?) AS chunk",
+            (sink, after, source, model, vectors._VIEW_CHUNK),
+        )[0]
+        return row[0], row[1], row[2]
 
     def _live_rows(self, sink: str, point_ids: Sequence[str], columns: str) -> list[Any]:
         """(point_id, columns...) of the live rows of these points, looked up by the point index.
@@ -152,15 +137,8 @@ class PgVectorsPart(VectorsPart):
         from .base import utc_now
 
         raw = conn.raw if isinstance(conn, PgWrite) else conn
-        last = {r.point_id: r for r in rows}
         now = utc_now()
-        raw.execute(_STAGE_TABLE)
-        with raw.cursor().copy(
-            "COPY pg_temp.ledger_stage (point_id, source, source_key, content_hash, source_version)"
-            " FROM STDIN"
-        ) as copy:
-            for r in last.values():
-                copy.write_row((r.point_id, r.source, r.key, r.content_hash, r.source_version))
+        _stage(raw, {r.point_id: r for r in rows}.values())
         raw.execute(
             "INSERT INTO vectors (sink, point_id, source, source_key, content_hash, hash_scheme, model,"
             " run_id, source_version, created_at, updated_at) SELECT %(sink)s, point_id, source, source_key,"
@@ -189,13 +167,7 @@ class PgVectorsPart(VectorsPart):
         now = utc_now()
         with self._db.write() as conn:
             raw = conn.raw
-            raw.execute(_STAGE_TABLE)
-            with raw.cursor().copy(
-                "COPY pg_temp.ledger_stage (point_id, source, source_key, content_hash, source_version)"
-                " FROM STDIN"
-            ) as copy:
-                for r in newest.values():
-                    copy.write_row((r.point_id, r.source, r.key, r.content_hash, r.source_version))
+            _stage(raw, newest.values())
             raw.execute(
                 "INSERT INTO vectors (sink, point_id, source, source_key, content_hash, hash_scheme, model,"
                 " run_id, source_version, created_at, updated_at, deleted_at, deleted_run_id,"
@@ -297,6 +269,16 @@ def refresh_statistics(db: PgLedgerConnection, *, min_share: float = 0.2) -> boo
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         return True
+
+
+def _stage(raw: Any, rows: Iterable[Upsert]) -> None:
+    """COPY provenance rows into this transaction's staging table (one statement reads them all)."""
+    raw.execute(_STAGE_TABLE)
+    with raw.cursor().copy(
+        "COPY pg_temp.ledger_stage (point_id, source, source_key, content_hash, source_version) FROM STDIN"
+    ) as copy:
+        for r in rows:
+            copy.write_row((r.point_id, r.source, r.key, r.content_hash, r.source_version))
 
 
 def _version(row: Upsert) -> int:

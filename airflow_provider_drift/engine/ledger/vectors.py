@@ -245,20 +245,14 @@ class VectorsPart(LedgerPart):
         ``source`` that ``sink`` holds current under ``model`` (live, no pending mark), or None when
         there are more than ``limit``.
 
-        Read in rowid order — a sequential pass over the table (the ``+`` keeps SQLite off the
-        indexes) — with each chunk concatenated in SQL, so no Python object is made per point.
+        Read in chunks, each concatenated into one string by the database, so no Python object
+        is made per point.
         """
         ids: list[np.ndarray] = []
         prefixes: list[np.ndarray] = []
-        n, after = 0, 0
+        n, after = 0, self._VIEW_START
         while True:
-            last, count, text = self._db.query(
-                "SELECT max(r), count(*), group_concat(x, '') FROM (SELECT rowid AS r,"
-                " point_id || substr(content_hash, 1, 32) AS x FROM vectors WHERE rowid > ? AND +sink = ?"
-                " AND +source = ? AND +model = ? AND deleted_at IS NULL AND pending_run IS NULL"
-                " ORDER BY rowid LIMIT ?)",
-                (after, sink, source, model, _VIEW_CHUNK),
-            )[0]
+            last, count, text = self._view_chunk(sink, source, model, after)
             if not count:
                 break
             n += count
@@ -269,6 +263,22 @@ class VectorsPart(LedgerPart):
             prefixes.append(chunk_prefixes)
             after = last
         return _concat(ids), _concat(prefixes)
+
+    _VIEW_START: Any = 0
+
+    def _view_chunk(self, sink: str, source: str, model: str, after: Any) -> tuple[Any, int, str]:
+        """(where the chunk ended, its count, its records concatenated) of the chunk after ``after``.
+
+        In rowid order: a sequential pass over the table (the ``+`` keeps SQLite off the indexes).
+        """
+        row = self._db.query(
+            "SELECT max(r), count(*), group_concat(x, '') FROM (SELECT rowid AS r,"
+            " point_id || substr(content_hash, 1, 32) AS x FROM vectors WHERE rowid > ? AND +sink = ?"
+            " AND +source = ? AND +model = ? AND deleted_at IS NULL AND pending_run IS NULL"
+            " ORDER BY rowid LIMIT ?)",
+            (after, sink, source, model, _VIEW_CHUNK),
+        )[0]
+        return row[0], row[1], row[2]
 
     # --- marks set before a sink write, settled after (crash consistency, see writer.py) ---------
 
