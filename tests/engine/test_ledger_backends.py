@@ -437,19 +437,22 @@ def test_the_current_points_view_and_batch_lookups_agree_on_what_is_stale(
         led.record_deletes("s", [point_id("src", keys[6])], run_id=run)  # deleted
         held(7, texts[7], source="elsewhere")  # another source's point
         held(7, texts[7], sink="other-sink")  # another sink
-        # keys[7] is new to (src, s)
+        # keys[7] is new to (src, s); a hash of another shape (not drift's) must not break the view
+        led.record_upserts("s", [Upsert(point_id("src", "odd"), "src", "odd", "abc")], model="m", run_id=run)
 
         view = KnownPoints.read(led, sink="s", source="src", model="m", limit=100)
-        assert view is not None and len(view) == 5  # k0-k3 and k8 (k3 with its older text)
-        assert KnownPoints.read(led, sink="s", source="src", model="m", limit=4) is None
-        expected = sorted(point_id("src", keys[i]) for i in (0, 1, 2, 3, 8))
+        assert view is not None and len(view) == 6  # k0-k3, k8 (k3 with its older text) and "odd"
+        assert KnownPoints.read(led, sink="s", source="src", model="m", limit=5) is None
+        expected = sorted([point_id("src", "odd"), *(point_id("src", keys[i]) for i in (0, 1, 2, 3, 8))])
         for chunk in (1, 2, 50):  # chunk boundaries lose nothing
             monkeypatch.setattr(vectors, "_VIEW_CHUNK", chunk)
             got = led.current_points("s", source="src", model="m", limit=100)
             assert got is not None
             assert sorted(format_point_ids(got[0])) == expected
-            assert sorted(got[1].tolist()) == sorted(
-                bytes.fromhex(content_hash(t)[:32]) for t in (*texts[:3], "an older text", texts[8])
+            raw = got[1].tobytes()  # (S16's tolist() would drop trailing zero bytes)
+            assert sorted(raw[i : i + 16] for i in range(0, len(raw), 16)) == sorted(
+                [bytes.fromhex("abc" + "0" * 29)]
+                + [bytes.fromhex(content_hash(t)[:32]) for t in (*texts[:3], "an older text", texts[8])]
             )
 
         args = {"source": "src", "sink": "s", "model": "m", "ledger": led, "dedup": True}

@@ -58,10 +58,10 @@ class PgVectorsPart(VectorsPart):
         by row, psycopg costs ~5 µs a row)."""
         row = self._db.query(
             "SELECT max(point_id), count(*), string_agg(x, '') FROM (SELECT point_id,"
-            " point_id || substr(content_hash, 1, 32) AS x FROM vectors WHERE sink = ? AND point_id > ?"
+            " point_id || substr(content_hash || ?, 1, 32) AS x FROM vectors WHERE sink = ? AND point_id > ?"
             " AND source = ? AND model = ? AND deleted_at IS NULL AND pending_run IS NULL"
             " ORDER BY point_id LIMIT ?) AS chunk",
-            (sink, after, source, model, vectors._VIEW_CHUNK),
+            (vectors._PAD, sink, after, source, model, vectors._VIEW_CHUNK),
         )[0]
         return row[0], row[1], row[2]
 

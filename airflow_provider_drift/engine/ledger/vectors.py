@@ -26,6 +26,8 @@ from .base import LedgerPart, utc_now
 #: chars of a point id (UUID) followed by a 32-hex-digit hash prefix, as the views are read
 _PAIR = 36 + 32
 _VIEW_CHUNK = 100_000
+#: pads a hash shorter than 32 digits (never written by drift) so every record keeps its width
+_PAD = "0" * 32
 
 #: what a sink holds for a point, as its payload says: (content hash, model), or None if absent
 Observed = tuple[str | None, str | None] | None
@@ -273,10 +275,10 @@ class VectorsPart(LedgerPart):
         """
         row = self._db.query(
             "SELECT max(r), count(*), group_concat(x, '') FROM (SELECT rowid AS r,"
-            " point_id || substr(content_hash, 1, 32) AS x FROM vectors WHERE rowid > ? AND +sink = ?"
+            " point_id || substr(content_hash || ?, 1, 32) AS x FROM vectors WHERE rowid > ? AND +sink = ?"
             " AND +source = ? AND +model = ? AND deleted_at IS NULL AND pending_run IS NULL"
             " ORDER BY rowid LIMIT ?)",
-            (after, sink, source, model, _VIEW_CHUNK),
+            (_PAD, after, sink, source, model, _VIEW_CHUNK),
         )[0]
         return row[0], row[1], row[2]
 
