@@ -201,10 +201,9 @@ def main() -> None:
                     "--index",
                     a.index,
                 ]
-                proc = subprocess.run(
-                    argv,
-                    capture_output=True, text=True, check=True,
-                )  # fmt: skip
+                proc = subprocess.run(argv, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise SystemExit(f"the {n:,}-row child failed:\n{proc.stderr[-3000:]}")
                 line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
                 print(json.dumps({"measure": "rss", "rows": n, **json.loads(line[7:])}), flush=True)
     finally:

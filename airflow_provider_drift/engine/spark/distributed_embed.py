@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 _SHOW = 5
 _MARK_CHUNK = 10_000
 _RECORD_ROWS = 50_000
+#: at most this many rows in one plan or write task (see _spread)
+_ROWS_PER_TASK = 250_000
 #: sinks every executor can open by URI (an embedded store lives in one process's files)
 EXECUTOR_SINK_SCHEMES = ("pgvector", "postgresql", "postgres", "qdrant", "qdrants")
 _EXECUTORS = "on a Spark executor"
@@ -69,7 +71,8 @@ class SparkOptions:
     """How the Spark runner works; the defaults suit most tables."""
 
     known_via: KnownVia = "auto"
-    #: write tasks; default: about one per ``batch_size`` rows to write, at most 4 per core
+    #: write tasks; default: one per ``batch_size`` rows to write, at most 4 per core unless that
+    #: would put more than 250k rows in one task
     partitions: int | None = None
     sink_options: dict[str, Any] = field(default_factory=dict)
 
@@ -328,7 +331,11 @@ def write_rows(
     """
     from pyspark import StorageLevel
 
-    n_parts = options.partitions or max(1, min(4 * _parallelism(spark), math.ceil(n_todo / write.batch_size)))
+    n_parts = options.partitions or max(
+        1,
+        min(4 * _parallelism(spark), math.ceil(n_todo / write.batch_size)),
+        math.ceil(n_todo / _ROWS_PER_TASK),  # a task's rows are shuffled and sorted in its memory
+    )
     rows = rows.repartition(n_parts, "hash16").sortWithinPartitions("hash16")
 
     def write_fn(batches: Any) -> Any:
@@ -386,13 +393,15 @@ def _spread(frame: Any, spark: Any) -> Any:
     """Key, text and each row's input order, over at least two partitions per core.
 
     A Parquet file under the split size is one partition: planned as it comes, one core would
-    hash every row while the others wait (measured, 200k rows on ``local[2]``: plan and check
-    12.0 s in one task). The order is numbered before the repartition, for ``keep_last``.
+    hash every row while the others wait, and a partition of millions of rows (5M rows, 81 MB of
+    Parquet) does not fit a 2 GiB executor heap once planned. So at least two partitions per core
+    and at most :data:`_ROWS_PER_TASK` rows each (the count is one pass on the JVM). The order is
+    numbered before the repartition, for ``keep_last``.
     """
     from pyspark.sql import functions as F
 
     numbered = frame.select(frame.columns[0], frame.columns[1], F.monotonically_increasing_id().alias("ord"))
-    wanted = 2 * _parallelism(spark)
+    wanted = max(2 * _parallelism(spark), math.ceil(frame.count() / _ROWS_PER_TASK))
     have = _partitions(frame)
     return numbered if have is not None and have >= wanted else numbered.repartition(wanted)
 
