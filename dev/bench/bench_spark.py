@@ -122,7 +122,7 @@ def pg_uri(dsn: str, table: str) -> str:
 
 def child(args: argparse.Namespace) -> None:
     """One Spark-runner embed of ``--rows`` rows in this process; print its peak RSS."""
-    spark = session(4)
+    spark = session(16)
     work = Path(args.work)
     parquet = work / f"rss-{args.rows}.parquet"  # written by the parent: only the run counts here
     got = run_embed(
@@ -159,7 +159,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="drift-bench-spark-") as tmp:
             work = Path(tmp)
             wanted = {a.only} if a.only else {"runner", "churn", "rss"}
-            spark = session(4) if wanted - {"rss"} else None
+            spark = session(16) if wanted - {"rss"} else None
             base = work / "base.parquet"
             if spark is not None:
                 write_parquet(base, a.rows)

@@ -157,7 +157,7 @@ def embed_partitions(
             )
             .drop("k_pid", "k_hash", "k_ok")
         )
-    planned = planned.persist(StorageLevel.MEMORY_AND_DISK)
+    planned = planned.persist(StorageLevel.DISK_ONLY)  # 5M rows of text held in the heap overflowed 2 GiB
     cached = [planned]
     try:
         with _phase("plan and check"):
@@ -343,7 +343,9 @@ def write_rows(
 
         return write_partition(write, batches)
 
-    reports = rows.mapInArrow(write_fn, _ddl(REPORT_SCHEMA)).persist(StorageLevel.MEMORY_AND_DISK)
+    # On disk: each report carries its batch's provenance (~0.5 MB), read once by the driver; held in
+    # the heap, 5M rows' worth (0.6 GB) beside the cached plan overflowed a 2 GiB executor.
+    reports = rows.mapInArrow(write_fn, _ddl(REPORT_SCHEMA)).persist(StorageLevel.DISK_ONLY)
     try:
         try:
             with _phase("the write job"):
