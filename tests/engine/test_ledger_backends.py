@@ -473,3 +473,25 @@ def test_the_current_points_view_and_batch_lookups_agree_on_what_is_stale(
                 [content_hash("text 3"), content_hash("text 7")],
             )
         )
+
+
+def test_a_run_reads_the_view_only_when_its_input_is_a_fair_share_of_the_known_points(
+    ledger_location: str,
+) -> None:
+    """As the README says: at least a quarter of what the ledger knows for the source → one read
+    up front; a small run into a large sink keeps the per-batch look-ups."""
+    from airflow_provider_drift.engine.identity import content_hash, point_id
+    from airflow_provider_drift.engine.point_writes import RowPlan
+
+    with Ledger(ledger_location) as led:
+        run = led.start_run(kind="embed", sink="s")
+        ups = [Upsert(point_id("src", f"k{i}"), "src", f"k{i}", content_hash(f"t{i}")) for i in range(40)]
+        led.record_upserts("s", ups, model="m", run_id=run)
+        checks = {"key_col": "id", "text_col": "body", "on_invalid": "error"}
+        plan = RowPlan("src", "s", "m", led, dedup=True, **checks)  # type: ignore[arg-type]
+        view = plan.for_input(10).current
+        assert view is not None and len(view) == 40
+        assert plan.for_input(9).current is None  # 40 known > 4 x 9 input rows
+        assert plan.for_input(0).current is None
+        no_dedup = RowPlan("src", "s", "m", led, dedup=False, **checks)  # type: ignore[arg-type]
+        assert no_dedup.for_input(1000).current is None
