@@ -71,14 +71,13 @@ class RowBatch:
 
     def select(self, positions: Sequence[int]) -> tuple[list[str], list[str], list[str], list[str]]:
         """(ids, keys, texts, hashes) of the rows at ``positions``, formatting only those."""
-        if "ids" in self.__dict__:
-            ids = [self.ids[i] for i in positions]
-            hashes = [self.hashes[i] for i in positions]
-        else:
-            picked = np.asarray(positions, dtype=np.intp)
-            ids = format_point_ids(self.id_digests[picked])
-            hashes = hex_hashes(self.hash_digests[picked])
-        return ids, [self.keys[i] for i in positions], [self.texts[i] for i in positions], hashes
+        picked = np.asarray(positions, dtype=np.intp)
+        return (
+            format_point_ids(self.id_digests[picked]),
+            [self.keys[i] for i in positions],
+            [self.texts[i] for i in positions],
+            hex_hashes(self.hash_digests[picked]),
+        )
 
 
 def valid_rows(

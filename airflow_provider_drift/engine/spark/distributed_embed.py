@@ -43,7 +43,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError, InvalidRowsError
+from ..identity import format_point_ids
 from ..ledger import Ledger
 from ..records import EmbedRun
 from ..rows import OnDuplicate, OnInvalid
@@ -209,7 +212,8 @@ def embed_partitions(
             return []
         known_ids = spark.createDataFrame(view.known_table().select(["k_pid"]))
         unseen = known_ids.join(valid.select("pid16"), known_ids["k_pid"] == valid["pid16"], "left_anti")
-        return [_uuid(r["k_pid"]) for r in unseen.toLocalIterator()]
+        raw = b"".join(bytes(r["k_pid"]) for r in unseen.toLocalIterator())
+        return format_point_ids(np.frombuffer(raw, dtype="S16"))
     finally:
         for df in cached:
             df.unpersist()
@@ -436,8 +440,3 @@ def _ddl(schema: Any) -> str:
         "int32": "int", "double": "double",
     }  # fmt: skip
     return ", ".join(f"{f.name} {names[str(f.type)]}" for f in schema)
-
-
-def _uuid(raw: bytes | bytearray) -> str:
-    h = bytes(raw).hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from ..identity import point_id_bytes
 from ..known_points import KnownPoints
 from ..ledger import Ledger
 
@@ -42,10 +43,6 @@ STATE_NEW = "new"
 STATE_UPDATE = "update"
 
 
-def id_bytes(point_id: str) -> bytes:
-    return bytes.fromhex(point_id.replace("-", ""))
-
-
 def hash_prefix(content_hash: str) -> bytes:
     return bytes.fromhex(content_hash[:32])
 
@@ -54,7 +51,7 @@ def hash_prefix(content_hash: str) -> bytes:
 class LedgerView:
     """The sink's live provenance as arrays: ``known`` for this source, ``holders`` for this model."""
 
-    ids: np.ndarray  # S16, sorted
+    ids: np.ndarray  # S16 (KnownPoints.of sorts them for look-ups)
     hashes: np.ndarray  # S16, aligned with ids
     current_ok: np.ndarray  # bool, aligned with ids
     holder_hashes: np.ndarray  # S16, distinct
@@ -87,7 +84,7 @@ class LedgerView:
 
 def read_ledger(ledger: Ledger, *, sink: str, source: str, model: str) -> LedgerView:
     """Read the sink's live points (chunked by point id: the driver never holds SQLite rows in bulk)."""
-    ids: list[bytes] = []
+    ids: list[str] = []
     hashes: list[bytes] = []
     ok: list[bool] = []
     holders: dict[bytes, str] = {}
@@ -96,17 +93,15 @@ def read_ledger(ledger: Ledger, *, sink: str, source: str, model: str) -> Ledger
             usable = r["model"] == model and r["pending_run"] is None
             prefix = hash_prefix(r["content_hash"] or "0" * 32)
             if r["source"] == source:
-                ids.append(id_bytes(r["point_id"]))
+                ids.append(r["point_id"])
                 hashes.append(prefix)
                 ok.append(usable)
             if usable and r["content_hash"]:
                 holders.setdefault(prefix, r["point_id"])
-    id_arr = np.array(ids, dtype="S16")
-    order = np.argsort(id_arr, kind="stable")
     return LedgerView(
-        ids=id_arr[order],
-        hashes=np.array(hashes, dtype="S16")[order],
-        current_ok=np.array(ok, dtype=bool)[order],
+        ids=point_id_bytes(ids) if ids else np.empty(0, dtype="S16"),
+        hashes=np.array(hashes, dtype="S16"),
+        current_ok=np.array(ok, dtype=bool),
         holder_hashes=np.array(list(holders), dtype="S16"),
         holder_ids=list(holders.values()),
     )
